@@ -1,0 +1,1 @@
+"""Ingestion and storage. Nothing here imports Streamlit or Plotly."""

@@ -1,0 +1,318 @@
+"""The embedded DuckDB store: canonical tables and the one query seam.
+
+Every read in the product goes through :meth:`Store.query` (SQL text and bound
+parameters in, a Polars frame out). That seam is where another engine can plug in
+later; nothing else in the code base talks to DuckDB directly.
+
+One :class:`Store` holds one read-write DuckDB connection for the process; each query
+takes its own cursor, so the store can be shared between threads (Streamlit sessions).
+The module-level ``duckdb`` connection is never used.
+
+Table and column names come only from :data:`TABLES` (an allowlist); values are always
+bound parameters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+SCHEMA_VERSION = 1
+
+# Canonical tables (shared/DESIGN.md). Column -> DuckDB type. Every data table also
+# carries ``import_id`` (added below), so an import can be listed and undone.
+TABLES: dict[str, dict[str, str]] = {
+    "customers": {
+        "customer_id": "VARCHAR NOT NULL",
+        "name": "VARCHAR",
+        "email": "VARCHAR",
+        "phone": "VARCHAR",
+        "region": "VARCHAR",
+        "signup_date": "DATE",
+        "acquisition_channel": "VARCHAR",
+        "acquisition_cost": "DOUBLE",
+    },
+    "orders": {
+        "order_id": "VARCHAR NOT NULL",
+        "customer_id": "VARCHAR NOT NULL",
+        "ordered_at": "TIMESTAMP NOT NULL",
+        "revenue": "DOUBLE NOT NULL",
+        "discount": "DOUBLE",
+        "gross_margin": "DOUBLE",
+        "channel": "VARCHAR",
+        "status": "VARCHAR NOT NULL",
+        "category": "VARCHAR",
+    },
+    "survey_responses": {
+        "response_id": "VARCHAR NOT NULL",
+        "customer_id": "VARCHAR",
+        "responded_at": "TIMESTAMP NOT NULL",
+        "survey": "VARCHAR",
+        "touchpoint": "VARCHAR",
+        "nps": "TINYINT",
+        "csat": "TINYINT",
+        "ces": "TINYINT",
+        "comment": "VARCHAR",
+        "channel": "VARCHAR",
+    },
+    "loyalty_members": {
+        "customer_id": "VARCHAR NOT NULL",
+        "enrolled_at": "TIMESTAMP NOT NULL",
+        "tier": "VARCHAR",
+    },
+    "loyalty_events": {
+        "event_id": "VARCHAR NOT NULL",
+        "customer_id": "VARCHAR NOT NULL",
+        "occurred_at": "TIMESTAMP NOT NULL",
+        "kind": "VARCHAR NOT NULL",
+        "points": "BIGINT NOT NULL",
+        "value": "DOUBLE",
+    },
+    "referrals": {
+        "referral_id": "VARCHAR NOT NULL",
+        "referrer_id": "VARCHAR NOT NULL",
+        "referred_id": "VARCHAR NOT NULL",
+        "referred_at": "TIMESTAMP NOT NULL",
+        "reward_cost": "DOUBLE",
+    },
+    "programme_costs": {
+        "cost_id": "VARCHAR NOT NULL",
+        "programme": "VARCHAR NOT NULL",
+        "period_start": "DATE NOT NULL",
+        "period_end": "DATE NOT NULL",
+        "amount": "DOUBLE NOT NULL",
+        "note": "VARCHAR",
+    },
+}
+
+# The natural key of each table (the first column).
+KEYS: dict[str, str] = {name: next(iter(cols)) for name, cols in TABLES.items()}
+
+# Canonical order statuses; only ``completed`` orders count as purchases.
+ORDER_STATUSES = ("completed", "cancelled", "refunded")
+
+IMPORTS_DDL = """
+CREATE TABLE IF NOT EXISTS imports (
+    import_id BIGINT NOT NULL,
+    kind VARCHAR NOT NULL,
+    file_name VARCHAR,
+    sha256 VARCHAR,
+    rows_read BIGINT,
+    rows_loaded BIGINT,
+    rows_rejected BIGINT,
+    mode VARCHAR,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    status VARCHAR NOT NULL
+)
+"""
+
+
+def _table_ddl(name: str) -> str:
+    cols = ",\n    ".join(f"{col} {typ}" for col, typ in TABLES[name].items())
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {cols},\n    import_id BIGINT\n)"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What the Data page shows about one table."""
+
+    name: str
+    rows: int
+    first: datetime | None
+    last: datetime | None
+
+
+# The column that dates each table's rows, for the Data page's date ranges.
+DATE_COLUMNS = {
+    "customers": "signup_date",
+    "orders": "ordered_at",
+    "survey_responses": "responded_at",
+    "loyalty_members": "enrolled_at",
+    "loyalty_events": "occurred_at",
+    "referrals": "referred_at",
+    "programme_costs": "period_start",
+}
+
+
+class Store:
+    """One DuckDB database: schema, the query seam, and transactional loads."""
+
+    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(self.path, read_only=read_only)
+        self._write_lock = threading.Lock()
+        if not read_only:
+            self.ensure_schema()
+
+    # -- schema -----------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create every canonical table if missing (idempotent) and record the version."""
+        cur = self._con.cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)"
+            )
+            cur.execute(IMPORTS_DDL)
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR)"
+            )
+            for name in TABLES:
+                cur.execute(_table_ddl(name))
+            have = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            if have is None or have < SCHEMA_VERSION:
+                cur.execute(
+                    "INSERT INTO schema_version VALUES ($v, now()::TIMESTAMP)",
+                    {"v": SCHEMA_VERSION},
+                )
+            cur.execute("COMMIT")
+        except Exception:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+    def schema_version(self) -> int:
+        return int(self.scalar("SELECT max(version) FROM schema_version") or 0)
+
+    # -- the query seam ---------------------------------------------------------
+    def query(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> pl.DataFrame:
+        """Run one read query with bound parameters; return a Polars frame."""
+        cur = self._con.cursor()
+        try:
+            return cur.sql(sql, params=params).pl()
+        finally:
+            cur.close()
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> Any:
+        cur = self._con.cursor()
+        try:
+            row = cur.execute(sql, params or {}).fetchone()
+            return None if row is None else row[0]
+        finally:
+            cur.close()
+
+    # -- writes -----------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction on its own cursor: all or nothing.
+
+        Writes are serialised in this process; on any exception the transaction is
+        rolled back and the exception re-raised. A committed write bumps the data
+        version, so cached results keyed by it are refreshed.
+        """
+        with self._write_lock:
+            cur = self._con.cursor()
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                yield cur
+                cur.execute("DELETE FROM meta WHERE key = 'data_version'")
+                cur.execute(
+                    "INSERT INTO meta VALUES ('data_version', CAST(uuid() AS VARCHAR))"
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            finally:
+                cur.close()
+
+    def data_version(self) -> str:
+        """Changes whenever a write commits; part of every cache key."""
+        return str(self.scalar("SELECT value FROM meta WHERE key = 'data_version'") or "0")
+
+    def load_frames(
+        self,
+        frames: Mapping[str, pl.DataFrame],
+        *,
+        kind: str,
+        file_name: str | None = None,
+        sha256: str | None = None,
+        mode: str = "replace",
+    ) -> int:
+        """Load canonical frames in one transaction and record one import.
+
+        ``mode='replace'`` empties each named table first; ``'append'`` adds rows.
+        Column names must be canonical (see :data:`TABLES`); missing optional columns
+        are loaded as NULL. Returns the new import_id.
+        """
+        if mode not in ("replace", "append"):
+            raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
+        unknown = set(frames) - set(TABLES)
+        if unknown:
+            raise ValueError(f"unknown tables: {sorted(unknown)}")
+        started = datetime.now()
+        with self.transaction() as cur:
+            import_id = int(
+                cur.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchone()[0]
+            )
+            total = 0
+            for name, frame in frames.items():
+                cols = TABLES[name]
+                extra = set(frame.columns) - set(cols)
+                if extra:
+                    raise ValueError(f"{name}: unknown columns {sorted(extra)}")
+                if mode == "replace":
+                    cur.execute(f"DELETE FROM {name}")
+                select = ", ".join(
+                    f"CAST(src.{c} AS {cols[c].replace(' NOT NULL', '')})"
+                    if c in frame.columns
+                    else "NULL"
+                    for c in cols
+                )
+                cur.register("src", frame)
+                cur.execute(
+                    f"INSERT INTO {name} ({', '.join(cols)}, import_id) "
+                    f"SELECT {select}, $import_id FROM src",
+                    {"import_id": import_id},
+                )
+                cur.unregister("src")
+                total += frame.height
+            cur.execute(
+                "INSERT INTO imports VALUES ($id, $kind, $file, $sha, $n, $n, 0, $mode, "
+                "$started, now()::TIMESTAMP, 'loaded')",
+                {
+                    "id": import_id,
+                    "kind": kind,
+                    "file": file_name,
+                    "sha": sha256,
+                    "n": total,
+                    "mode": mode,
+                    "started": started,
+                },
+            )
+        return import_id
+
+    # -- introspection ----------------------------------------------------------
+    def table_info(self) -> list[TableInfo]:
+        out = []
+        for name, col in DATE_COLUMNS.items():
+            row = self.query(
+                f"SELECT count(*) AS n, min({col}) AS first, max({col}) AS last FROM {name}"
+            ).row(0)
+            out.append(TableInfo(name, int(row[0]), row[1], row[2]))
+        return out
+
+    def imports(self) -> pl.DataFrame:
+        return self.query("SELECT * FROM imports ORDER BY import_id DESC")
+
+    def is_empty(self) -> bool:
+        return not self.scalar("SELECT count(*) FROM orders")
+
+    def close(self) -> None:
+        self._con.close()

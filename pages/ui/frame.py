@@ -1,0 +1,168 @@
+"""The frame every page shares: the store, the sidebar filters, the URL state, and the
+cached metric calls. Pages read :func:`context` and call the cached functions here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+
+import streamlit as st
+
+from data.config import db_path
+from data.store import Store
+from metrics import kpis
+from metrics.filters import (
+    COMPARISONS, LOYALTY, PERIODS, Filters, ViewState, comparison_period,
+)
+from pages.ui import fmt
+from pages.ui.i18n import LANGUAGES, label, t
+
+CONTEXT_KEY = "_cm_context"
+
+
+@st.cache_resource(show_spinner=False)
+def get_store(path: str) -> Store:
+    """One read-write DuckDB connection per process, shared by every session; each
+    query takes its own cursor inside the store."""
+    return Store(path)
+
+
+def store() -> Store:
+    return get_store(str(db_path()))
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a page needs from the frame."""
+
+    view: ViewState
+    filters: Filters | None  # None when the database has no orders
+    comparison: tuple[date, date] | None
+    as_of: date | None
+    lang: str
+    money: fmt.Money
+
+    def t(self, key: str, **values: object) -> str:
+        return t(key, self.lang, **values)
+
+
+# -- cached reads (keyed by database path and data version, never shared across them) --
+@st.cache_data(show_spinner=False, max_entries=64)
+def _bounds(path: str, version: str) -> tuple[date | None, date | None]:
+    return kpis.data_bounds(get_store(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _distinct(path: str, version: str, sql: str) -> list[str]:
+    return [v for v in get_store(path).query(sql)["v"].to_list() if v is not None]
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def overview(path: str, version: str, filters: Filters, comparison: tuple[date, date] | None) -> kpis.Overview:
+    return kpis.overview(get_store(path), filters, comparison=comparison)
+
+
+def cache_key() -> tuple[str, str]:
+    s = store()
+    return s.path, s.data_version()
+
+
+# -- the sidebar ---------------------------------------------------------------
+_WIDGET_KEYS = ("lang", "period", "range", "cmp", "channel", "region", "loyalty", "cur", "fx", "window")
+
+
+def _seed_from_url() -> None:
+    """On a session's first run, put the URL's view into the widgets' state."""
+    if st.session_state.get("_cm_seeded"):
+        return
+    v = ViewState.from_query_params(st.query_params.to_dict())
+    st.session_state.update(
+        lang=v.lang, period=v.period, cmp=v.comparison, channel=list(v.channels),
+        region=list(v.regions), loyalty=v.loyalty, cur=v.currency, fx=v.fx, window=v.inactivity_days,
+    )
+    if v.start and v.end:
+        st.session_state["range"] = (v.start, v.end)
+    st.session_state["_cm_seeded"] = True
+
+
+def sidebar() -> Context:
+    """Draw the global controls and return the resolved context. Called by app.py on
+    every run, before the page, so every page shares the same widgets and URL."""
+    _seed_from_url()
+    path, version = cache_key()
+    first, last = _bounds(path, version)
+    sb = st.sidebar
+    lang = sb.segmented_control(
+        "🌐", list(LANGUAGES), format_func=LANGUAGES.get, key="lang", required=True, label_visibility="collapsed",
+    ) or "vi"
+    sb.subheader(t("side.filters", lang))
+    period = sb.selectbox(t("side.period", lang), PERIODS, key="period", format_func=lambda p: t(f"period.{p}", lang))
+    start = end = None
+    if period == "custom":
+        default_end = last or date.today()
+        if "range" not in st.session_state:
+            st.session_state["range"] = (default_end - timedelta(days=89), default_end)
+        picked = sb.date_input(t("side.range", lang), key="range", format="DD/MM/YYYY")
+        if isinstance(picked, tuple) and len(picked) == 2:
+            start, end = picked
+    cmp = sb.selectbox(t("side.comparison", lang), COMPARISONS, key="cmp", format_func=lambda c: t(f"cmp.{c}", lang))
+    channels_known = _distinct(path, version, "SELECT DISTINCT channel AS v FROM orders ORDER BY 1")
+    regions_known = _distinct(path, version, "SELECT DISTINCT region AS v FROM customers ORDER BY 1")
+    for key, known in (("channel", channels_known), ("region", regions_known)):
+        st.session_state[key] = [v for v in st.session_state.get(key, []) if v in known]
+    channels = sb.multiselect(t("side.channel", lang), channels_known, key="channel",
+                              format_func=lambda c: label("channel", c, lang), placeholder=t("side.all", lang))
+    regions = sb.multiselect(t("side.region", lang), regions_known, key="region", placeholder=t("side.all", lang))
+    loyalty = sb.selectbox(t("side.loyalty", lang), LOYALTY, key="loyalty", format_func=lambda c: t(f"loyalty.{c}", lang))
+    with sb.expander(t("side.settings", lang)):
+        currency = st.segmented_control(t("side.currency", lang), ["VND", "USD"], key="cur", required=True) or "VND"
+        fx = st.session_state.get("fx", ViewState().fx)
+        if currency == "USD":
+            fx = st.number_input(t("side.fx", lang), min_value=1.0, max_value=1e8, step=100.0, key="fx")
+        window = st.number_input(t("side.window", lang), min_value=7, max_value=730, step=1, key="window",
+                                 help=t("side.window_help", lang))
+    view = ViewState(
+        period=period if (period != "custom" or start) else "custom",
+        start=start, end=end, comparison=cmp, channels=tuple(channels), regions=tuple(regions),
+        loyalty=loyalty, lang=lang, currency=currency, fx=float(fx), inactivity_days=int(window),
+    )
+    st.query_params.from_dict(view.to_query_params())
+    filters = comparison = None
+    if last is not None:
+        if view.period == "custom" and not (view.start and view.end):
+            view = replace(view, period="365d")
+        filters = view.filters(as_of=last, first=first)
+        comparison = comparison_period(filters.start, filters.end, view.comparison)
+        sb.caption(t("side.as_of", lang, date=fmt.day(last, lang)))
+    ctx = Context(view=view, filters=filters, comparison=comparison, as_of=last, lang=lang,
+                  money=fmt.Money(lang=lang, currency=currency, fx=float(fx)))
+    st.session_state[CONTEXT_KEY] = ctx
+    return ctx
+
+
+def context() -> Context:
+    """The context the frame resolved in this run (app.py always runs first)."""
+    return st.session_state[CONTEXT_KEY]
+
+
+def filter_caption(ctx: Context) -> str:
+    """The caption under each chart: the period, the comparison and the filters."""
+    f = ctx.filters
+    if f is None:
+        return ""
+    parts = [t("caption.period", ctx.lang, start=fmt.day(f.start, ctx.lang), end=fmt.day(f.end, ctx.lang))]
+    if ctx.comparison:
+        a, b = ctx.comparison
+        parts.append(t("caption.compare", ctx.lang, start=fmt.day(a, ctx.lang), end=fmt.day(b, ctx.lang)))
+    chosen = [label("channel", c, ctx.lang) for c in f.channels] + list(f.regions)
+    if f.loyalty != "all":
+        chosen.append(t(f"loyalty.{f.loyalty}", ctx.lang))
+    if chosen:
+        parts.append(t("caption.filters", ctx.lang, filters=", ".join(chosen)))
+    return " · ".join(parts)
+
+
+def empty_state(ctx: Context) -> None:
+    """The plain message every page shows when the database has no orders."""
+    st.info(f"**{ctx.t('empty.title')}** — {ctx.t('empty.body')}", icon=":material/database:")
+    st.page_link("pages/data_page.py", label=ctx.t("empty.link"), icon=":material/upload:")

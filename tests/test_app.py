@@ -1,0 +1,201 @@
+"""AppTest: every page renders on the demo database and on an empty one, and the URL
+state comes back as the selected filters."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from data.store import Store
+from metrics import kpis
+from metrics.filters import Filters, ViewState, comparison_period
+from tests.conftest import tiny_frames
+
+PAGES = ["pages/overview_page.py", "pages/data_page.py"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_db(path: Path, frames=None) -> Path:
+    s = Store(path)
+    if frames:
+        s.load_frames(frames, kind="test")
+    s.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory) -> Path:
+    from data import demo
+
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    s = Store(path)
+    demo.build(s, customers=2_000, seed=11, end=date(2026, 6, 30))
+    s.close()
+    return path
+
+
+@pytest.fixture()
+def tiny_db(tmp_path) -> Path:
+    return make_db(tmp_path / "tiny.duckdb", tiny_frames())
+
+
+@pytest.fixture()
+def empty_db(tmp_path) -> Path:
+    return make_db(tmp_path / "empty.duckdb")
+
+
+def app(db: Path, monkeypatch, **params) -> AppTest:
+    monkeypatch.setenv("CM_DB_PATH", str(db))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_every_page_renders_on_demo_data(demo_db, monkeypatch, page, lang):
+    at = app(demo_db, monkeypatch, lang=lang)
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    if page.endswith("overview_page.py"):
+        assert len(at.metric) == 15
+        assert all(m.value != "—" for m in at.metric[:5])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_empty_database(empty_db, monkeypatch, page):
+    at = app(empty_db, monkeypatch, lang="en")
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    if page.endswith("overview_page.py"):
+        assert "No data yet" in texts(at)
+        assert len(at.metric) == 0
+    else:
+        assert "No imports yet." in texts(at)
+
+
+def test_empty_database_in_vietnamese(empty_db, monkeypatch):
+    at = app(empty_db, monkeypatch)
+    at.run()
+    assert not at.exception
+    assert "Chưa có dữ liệu" in texts(at)
+
+
+def test_query_params_come_back_as_the_selected_filters(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, period="ytd", cmp="yoy", channel="shopee,website", region="Hà Nội",
+             loyalty="member", lang="en", cur="USD", fx="25000", window="60")
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="period").value == "ytd"
+    assert at.selectbox(key="cmp").value == "yoy"
+    assert at.multiselect(key="channel").value == ["shopee", "website"]
+    assert at.multiselect(key="region").value == ["Hà Nội"]
+    assert at.selectbox(key="loyalty").value == "member"
+    assert at.number_input(key="window").value == 60
+    assert at.number_input(key="fx").value == 25000
+    # The URL still carries exactly the view (stable codes, not translated labels).
+    qp = {k: at.query_params[k] for k in at.query_params}
+    flat = {k: v[-1] if isinstance(v, list) else v for k, v in qp.items()}
+    assert ViewState.from_query_params(flat) == ViewState(
+        period="ytd", comparison="yoy", channels=("shopee", "website"), regions=("Hà Nội",),
+        loyalty="member", lang="en", currency="USD", fx=25000.0, inactivity_days=60,
+    )
+    assert "Filters: Shopee, Website, Hà Nội, Members" in texts(at)
+
+
+def test_custom_period_from_the_url(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, period="custom", **{"from": "2024-03-01", "to": "2024-03-31"}, cmp="none", lang="en")
+    at.run()
+    assert not at.exception
+    assert at.date_input(key="range").value == (date(2024, 3, 1), date(2024, 3, 31))
+    revenue = next(m for m in at.metric if m.label == "Revenue")
+    assert revenue.value == "570 ₫"
+
+
+def test_screen_values_equal_the_metrics(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, period="custom", **{"from": "2024-03-01", "to": "2024-03-31"}, lang="en")
+    at.run()
+    s = Store(":memory:")
+    s.load_frames(tiny_frames(), kind="t")
+    f = Filters(start=date(2024, 3, 1), end=date(2024, 3, 31))
+    t = kpis.period_kpis(s, f, comparison=comparison_period(f.start, f.end, "prev"))
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Orders"] == f"{t.filter(t['kpi'] == 'orders')['value'][0]:.0f}"
+    assert shown["Churn rate"] == f"{100 * t.filter(t['kpi'] == 'churn_rate')['value'][0]:.1f}%"
+
+
+def test_changing_a_filter_updates_the_url_and_numbers(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, period="all", lang="en")
+    at.run()
+    before = {m.label: m.value for m in at.metric}["Revenue"]
+    at.selectbox(key="loyalty").set_value("non_member").run()
+    assert not at.exception
+    assert at.query_params["loyalty"] in ("non_member", ["non_member"])
+    after = {m.label: m.value for m in at.metric}["Revenue"]
+    assert before != after
+
+
+def test_language_switch_translates_the_page(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, period="all")
+    at.run()
+    assert at.title[0].value == "Tổng quan"
+    at.segmented_control(key="lang").set_value("en").run()
+    assert at.title[0].value == "Overview"
+    assert "lang" in at.query_params
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["x' OR 1=1--", "<img src=x onerror=alert(1)>", "read_csv('/etc/passwd')", "2024-02-31", "9" * 400],
+)
+def test_hostile_query_params_are_refused_or_shown_as_text(tiny_db, monkeypatch, hostile):
+    at = app(tiny_db, monkeypatch, period=hostile, cmp=hostile, channel=hostile, region=hostile,
+             loyalty=hostile, lang=hostile, fx=hostile, window=hostile, **{"from": hostile, "to": hostile})
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="period").value == "365d"
+    assert at.multiselect(key="channel").value == []
+    assert at.multiselect(key="region").value == []  # not a region in the data
+
+
+def test_data_page_lists_tables_and_imports(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, lang="en")
+    at.run()
+    at.switch_page("pages/data_page.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table.shape[0] == 7
+    assert "Last import: test" in texts(at)
+
+
+def test_data_page_builds_demo_data_into_an_empty_database(empty_db, monkeypatch):
+    at = app(empty_db, monkeypatch, lang="en")
+    at.run()
+    at.switch_page("pages/data_page.py").run()
+    at.number_input[0].set_value(300)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("Built" in s.value for s in at.success)
+    at.switch_page("pages/overview_page.py").run()
+    assert not at.exception
+    assert len(at.metric) == 15
+
+
+def test_page_files_never_share_a_name_with_their_url_path(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch)
+    at.run()
+    pages = at._registered_pages.values()
+    assert {Path(str(p["script_path"])).name for p in pages} == {Path(p).name for p in PAGES}
+    for p in pages:
+        assert Path(str(p["script_path"])).stem != p["url_pathname"], p

@@ -1,0 +1,171 @@
+"""A real browser: start the app, load it in headless Chromium (Debian's package,
+driven by Playwright), wait until the script has finished, and check that the KPI
+values on screen equal what the metrics compute for the same filters. Saves
+screenshots under tests/artifacts/ (git-ignored).
+
+Skipped when /usr/bin/chromium is missing, unless CM_REQUIRE_BROWSER=1 (as in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from data.store import Store
+from metrics import kpis
+from metrics.catalogue import CATALOGUE, OVERVIEW_KPIS
+from metrics.filters import ViewState, comparison_period
+from pages.ui import fmt
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+               "--no-first-run", "--disable-component-update", "--disable-sync"]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CM_REQUIRE_BROWSER") == "1":
+        raise RuntimeError("CM_REQUIRE_BROWSER=1 but Debian's chromium is not installed")
+    pytest.skip("Debian chromium not installed", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory) -> Path:
+    from data import demo
+
+    path = tmp_path_factory.mktemp("browser") / "demo.duckdb"
+    s = Store(path)
+    demo.build(s, customers=3_000, seed=5, end=date(2026, 6, 30))
+    s.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(demo_db):
+    port = free_port()
+    env = {**os.environ, "CM_DB_PATH": str(demo_db)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("the app did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+def open_page(browser, url: str, *, ready: str):
+    """Load ``url`` and wait until the script has run and ``ready`` is on screen.
+
+    The app's main area scrolls inside its own container, so the viewport is tall
+    enough for the screenshot to show the whole page."""
+    page = browser.new_page(viewport={"width": 1500, "height": 2300})
+    started = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector(ready, timeout=60_000)
+    page.wait_for_selector(READY, timeout=60_000)
+    return page, time.perf_counter() - started
+
+
+def expected_cards(db: Path, view: ViewState) -> dict[str, str]:
+    s = Store(db, read_only=True)
+    try:
+        first, last = kpis.data_bounds(s)
+        f = view.filters(as_of=last, first=first)
+        t = kpis.period_kpis(s, f, comparison=comparison_period(f.start, f.end, view.comparison))
+    finally:
+        s.close()
+    money = fmt.Money(lang=view.lang, currency=view.currency, fx=view.fx)
+    rows = {r["kpi"]: r for r in t.to_dicts()}
+    return {k: fmt.kpi_value(CATALOGUE[k].unit, rows[k]["value"], view.lang, money) for k in OVERVIEW_KPIS}
+
+
+def screen_cards(page) -> dict[str, str]:
+    out = {}
+    for card in page.locator("[data-testid='stMetric']").all():
+        label = card.locator("[data-testid='stMetricLabel']").inner_text().strip()
+        value = card.locator("[data-testid='stMetricValue']").inner_text().strip()
+        out[label.split(" · ")[0]] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def expected_en(demo_db):
+    # Computed before the server holds the database's write lock.
+    return expected_cards(demo_db, ViewState(lang="en", period="365d", loyalty="member"))
+
+
+@pytest.fixture(scope="module")
+def expected_vi(demo_db):
+    return expected_cards(demo_db, ViewState(lang="vi"))
+
+
+def test_overview_values_on_screen_equal_the_metrics(expected_en, expected_vi, server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    cards = "[data-testid='stMetric'] >> nth=14"
+    page, seconds = open_page(browser, server + "/?lang=en&loyalty=member", ready=cards)
+    shown = screen_cards(page)
+    page.screenshot(path=str(ARTIFACTS / "overview_en.png"), full_page=True)
+    labels = {CATALOGUE[k].label("en"): v for k, v in expected_en.items()}
+    assert shown == labels
+    assert page.get_by_text("Revenue from new and returning customers").count() >= 1
+    print(f"first paint with KPIs: {seconds:.2f} s")
+    page.close()
+
+    page, _ = open_page(browser, server + "/", ready=cards)
+    shown = screen_cards(page)
+    page.screenshot(path=str(ARTIFACTS / "overview_vi.png"), full_page=True)
+    assert shown == {CATALOGUE[k].label("vi"): v for k, v in expected_vi.items()}
+    assert "₫" in shown["Doanh thu"]
+    page.close()
+
+
+def test_data_page_in_the_browser(server, browser):
+    page, _ = open_page(browser, server + "/data?lang=en", ready="text=Rebuild demo data")
+    assert page.get_by_text("What is loaded").count() == 1
+    assert page.get_by_text("Rebuild demo data").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "data_en.png"), full_page=True)
+    page.close()
