@@ -96,6 +96,18 @@ TABLES: dict[str, dict[str, str]] = {
 # The natural key of each table (the first column).
 KEYS: dict[str, str] = {name: next(iter(cols)) for name, cols in TABLES.items()}
 
+# Integer surrogate keys the store derives from customer ids at load time: every
+# per-customer aggregation groups on them (about twice as fast as on text ids).
+# ``customers.customer_key`` is the mapping; it never changes once assigned.
+CUSTOMER_KEYS: dict[str, dict[str, str]] = {
+    "customers": {"customer_key": "customer_id"},
+    "orders": {"customer_key": "customer_id"},
+    "survey_responses": {"customer_key": "customer_id"},
+    "loyalty_members": {"customer_key": "customer_id"},
+    "loyalty_events": {"customer_key": "customer_id"},
+    "referrals": {"referrer_key": "referrer_id", "referred_key": "referred_id"},
+}
+
 # Canonical order statuses; only ``completed`` orders count as purchases.
 ORDER_STATUSES = ("completed", "cancelled", "refunded")
 
@@ -117,8 +129,11 @@ CREATE TABLE IF NOT EXISTS imports (
 
 
 def _table_ddl(name: str) -> str:
-    cols = ",\n    ".join(f"{col} {typ}" for col, typ in TABLES[name].items())
-    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {cols},\n    import_id BIGINT\n)"
+    cols = [f"{col} {typ}" for col, typ in TABLES[name].items()]
+    cols += [f"{key} INTEGER" for key in CUSTOMER_KEYS.get(name, {})]
+    cols.append("import_id BIGINT")
+    body = ",\n    ".join(cols)
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n)"
 
 
 @dataclass(frozen=True)
@@ -171,7 +186,7 @@ class Store:
             )
             for name in TABLES:
                 cur.execute(_table_ddl(name))
-            have = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            have = cur.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
             if have is None or have < SCHEMA_VERSION:
                 cur.execute(
                     "INSERT INTO schema_version VALUES ($v, now()::TIMESTAMP)",
@@ -199,8 +214,8 @@ class Store:
     def scalar(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> Any:
         cur = self._con.cursor()
         try:
-            row = cur.execute(sql, params or {}).fetchone()
-            return None if row is None else row[0]
+            rows = cur.execute(sql, params or {}).fetchall()
+            return rows[0][0] if rows else None
         finally:
             cur.close()
 
@@ -249,40 +264,59 @@ class Store:
 
         ``mode='replace'`` empties each named table first; ``'append'`` adds rows.
         Column names must be canonical (see :data:`TABLES`); missing optional columns
-        are loaded as NULL. Returns the new import_id.
+        are loaded as NULL. Customer ids get their integer keys (existing ones keep
+        theirs); ids referenced by any loaded row but missing from ``customers``
+        get a minimal customer row. Returns the new import_id.
         """
         if mode not in ("replace", "append"):
             raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
         unknown = set(frames) - set(TABLES)
         if unknown:
             raise ValueError(f"unknown tables: {sorted(unknown)}")
+        for name, frame in frames.items():
+            extra = set(frame.columns) - set(TABLES[name])
+            if extra:
+                raise ValueError(f"{name}: unknown columns {sorted(extra)}")
         started = datetime.now()
         with self.transaction() as cur:
             import_id = int(
-                cur.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchone()[0]
+                cur.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchall()[0][0]
             )
+            for name, frame in frames.items():
+                cur.register(f"src_{name}", frame)
+            self._assign_keys(cur, frames, mode)
             total = 0
             for name, frame in frames.items():
                 cols = TABLES[name]
-                extra = set(frame.columns) - set(cols)
-                if extra:
-                    raise ValueError(f"{name}: unknown columns {sorted(extra)}")
+                keys = CUSTOMER_KEYS.get(name, {})
                 if mode == "replace":
                     cur.execute(f"DELETE FROM {name}")
-                select = ", ".join(
-                    f"CAST(src.{c} AS {cols[c].replace(' NOT NULL', '')})"
-                    if c in frame.columns
-                    else "NULL"
+                select = [
+                    f"CAST(src.{c} AS {cols[c].replace(' NOT NULL', '')})" if c in frame.columns else "NULL"
                     for c in cols
-                )
-                cur.register("src", frame)
+                ]
+                joins = []
+                for i, (key, id_col) in enumerate(keys.items()):
+                    select.append(f"k{i}.customer_key")
+                    joins.append(f"LEFT JOIN _keys k{i} ON k{i}.customer_id = src.{id_col}")
                 cur.execute(
-                    f"INSERT INTO {name} ({', '.join(cols)}, import_id) "
-                    f"SELECT {select}, $import_id FROM src",
+                    f"INSERT INTO {name} ({', '.join([*cols, *keys])}, import_id) "
+                    f"SELECT {', '.join(select)}, $import_id FROM src_{name} AS src {' '.join(joins)}",
                     {"import_id": import_id},
                 )
-                cur.unregister("src")
                 total += frame.height
+            # Customers referenced but not loaded get a minimal row (id and key only).
+            cur.execute(
+                "INSERT INTO customers (customer_id, customer_key, import_id) "
+                "SELECT k.customer_id, k.customer_key, $import_id FROM _keys k "
+                "WHERE k.customer_id IN (SELECT id FROM _referenced) "
+                "AND k.customer_id NOT IN (SELECT customer_id FROM customers)",
+                {"import_id": import_id},
+            )
+            for name in frames:
+                cur.unregister(f"src_{name}")
+            cur.execute("DROP TABLE _keys")
+            cur.execute("DROP TABLE _referenced")
             cur.execute(
                 "INSERT INTO imports VALUES ($id, $kind, $file, $sha, $n, $n, 0, $mode, "
                 "$started, now()::TIMESTAMP, 'loaded')",
@@ -297,6 +331,45 @@ class Store:
                 },
             )
         return import_id
+
+    @staticmethod
+    def _assign_keys(cur: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFrame], mode: str) -> None:
+        """Build temp tables ``_keys`` (every customer id -> key, new ids numbered
+        after the largest key in id order) and ``_referenced`` (ids that loaded rows
+        of other tables point to, which must exist in customers afterwards)."""
+        cur.execute("CREATE OR REPLACE TEMP TABLE _keys AS SELECT customer_id, customer_key FROM customers")
+        ids = [
+            f"SELECT CAST({id_col} AS VARCHAR) AS id FROM src_{name}"
+            for name in frames
+            for id_col in CUSTOMER_KEYS.get(name, {}).values()
+            if id_col in frames[name].columns
+        ]
+        referenced = [
+            f"SELECT CAST({id_col} AS VARCHAR) AS id FROM src_{name}"
+            for name in frames
+            if name != "customers"
+            for id_col in CUSTOMER_KEYS.get(name, {}).values()
+            if id_col in frames[name].columns
+        ]
+        if mode == "replace" and "customers" in frames:
+            # Rows left in the other tables must still find their customer.
+            referenced += [
+                f"SELECT {id_col} AS id FROM {name}"
+                for name, keys in CUSTOMER_KEYS.items()
+                if name != "customers" and name not in frames
+                for id_col in keys.values()
+            ]
+        cur.execute(
+            "CREATE OR REPLACE TEMP TABLE _referenced AS "
+            + (" UNION ".join(referenced) if referenced else "SELECT NULL::VARCHAR AS id WHERE FALSE")
+        )
+        if ids:
+            cur.execute(
+                "INSERT INTO _keys SELECT n.id, "
+                "(SELECT coalesce(max(customer_key), 0) FROM _keys) + row_number() OVER (ORDER BY n.id) "
+                f"FROM (SELECT DISTINCT id FROM ({' UNION ALL '.join(ids)}) WHERE id IS NOT NULL) n "
+                "ANTI JOIN _keys k ON k.customer_id = n.id"
+            )
 
     # -- introspection ----------------------------------------------------------
     def table_info(self) -> list[TableInfo]:

@@ -111,8 +111,8 @@ class Filters:
         return replace(self, start=start, end=end)
 
     # -- SQL ----------------------------------------------------------------------
-    def customer_condition(self, column: str = "customer_id") -> tuple[str, dict[str, Any]]:
-        """SQL condition on a customer id column for the region and loyalty filters.
+    def customer_condition(self, column: str = "customer_key") -> tuple[str, dict[str, Any]]:
+        """SQL condition on a customer key column for the region and loyalty filters.
 
         ``column`` is code-supplied (never user input). Returns ``("TRUE", {})`` when
         neither filter is set.
@@ -122,12 +122,12 @@ class Filters:
         if self.regions:
             names = _bind(params, "region", self.regions)
             conds.append(
-                f"{column} IN (SELECT customer_id FROM customers WHERE region IN ({names}))"
+                f"{column} IN (SELECT customer_key FROM customers WHERE region IN ({names}))"
             )
         if self.loyalty == "member":
-            conds.append(f"{column} IN (SELECT customer_id FROM loyalty_members)")
+            conds.append(f"{column} IN (SELECT customer_key FROM loyalty_members)")
         elif self.loyalty == "non_member":
-            conds.append(f"{column} NOT IN (SELECT customer_id FROM loyalty_members)")
+            conds.append(f"{column} NOT IN (SELECT customer_key FROM loyalty_members)")
         return (" AND ".join(conds) or "TRUE"), params
 
     def channel_condition(self, column: str = "channel") -> tuple[str, dict[str, Any]]:
@@ -139,15 +139,15 @@ class Filters:
     def orders_sql(self) -> tuple[str, dict[str, Any]]:
         """The filtered base query: completed orders over all history.
 
-        Columns: customer_id, ordered_at, revenue, margin (gross margin, or revenue
+        Columns: customer_key, ordered_at, revenue, margin (gross margin, or revenue
         times ``$margin_rate`` where the order carries none; the caller binds
         ``margin_rate``). Dates are not bounded here: metrics need the history before
         the period (first orders, the customer base), and bound it themselves.
         """
-        cust, p1 = self.customer_condition("customer_id")
+        cust, p1 = self.customer_condition("customer_key")
         chan, p2 = self.channel_condition("channel")
         sql = (
-            "SELECT customer_id, ordered_at, revenue, "
+            "SELECT customer_key, ordered_at, revenue, "
             "coalesce(gross_margin, revenue * $margin_rate) AS margin "
             "FROM orders WHERE status = 'completed' "
             f"AND {chan} AND {cust}"
@@ -158,9 +158,9 @@ class Filters:
         """The filtered survey responses (all history). Anonymous responses drop out
         only when a customer filter (region, loyalty) is set."""
         chan, p1 = self.channel_condition("channel")
-        cust, p2 = self.customer_condition("customer_id")
+        cust, p2 = self.customer_condition("customer_key")
         sql = (
-            "SELECT response_id, customer_id, responded_at, nps, csat, ces "
+            "SELECT response_id, customer_key, responded_at, nps, csat, ces "
             f"FROM survey_responses WHERE {chan} AND {cust}"
         )
         return sql, {**p1, **p2}

@@ -26,9 +26,11 @@ Definitions (shared/DESIGN.md; also in metrics/catalogue.py):
 - **Returning revenue share** (the headline): revenue from customers whose first
   completed order came before the window, over all revenue in the window.
 
-Heavy work is three SQL queries over the filtered base query (one per-customer pass for
-the period windows, one customer-month pass for the monthly series, one pass over survey
-responses); Polars reshapes the small results.
+Heavy work is two SQL passes over the filtered orders, both grouped by the integer
+customer key: one per customer for the period and its comparison
+(:func:`window_summary_sql`), one per customer-month for the monthly series
+(:func:`monthly_sql`); two small passes read the survey responses. Polars reshapes
+the small results.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from metrics.filters import Filters, instant, month_end
 from metrics.stats import mean_interval, nps_interval, nps_score, ratio, wilson_interval
 
 DEFAULT_MARGIN_RATE = 0.30
-BIG = 2_147_483_647  # "no next month" in integer month arithmetic
 
 # The month index used throughout: months since year 0, so 2024-01 -> 24288.
 MONTH_INDEX = "CAST(year({col}) * 12 + month({col}) - 1 AS INTEGER)"
@@ -69,18 +70,16 @@ MONEY_COLUMNS = ("revenue", "revenue_returning", "margin_to_date")
 
 
 def window_summary_sql(f: Filters, windows: list[tuple[date, date]], *, margin_rate: float) -> tuple[str, dict[str, Any]]:
-    """SQL for :func:`window_summary`: one pass over the filtered orders."""
+    """One pass over the filtered orders grouped by customer key, then one aggregate
+    row with ``<column>_<i>`` for window ``i`` and every column in
+    :data:`WINDOW_COLUMNS` (conditional aggregates: a handful per window)."""
     base, params = f.orders_sql()
     params = {**params, "margin_rate": margin_rate}
+    w_days = timedelta(days=f.inactivity_days)
     per_c, outer = [], []
     for i, (start, end) in enumerate(windows):
         s, e = instant(start), instant(end + timedelta(days=1))
-        params |= {
-            f"s{i}": s,
-            f"e{i}": e,
-            f"bs{i}": s - timedelta(days=f.inactivity_days),
-            f"be{i}": e - timedelta(days=f.inactivity_days),
-        }
+        params |= {f"s{i}": s, f"e{i}": e, f"bs{i}": s - w_days, f"be{i}": e - w_days}
         inside = f"ordered_at >= $s{i} AND ordered_at < $e{i}"
         per_c += [
             f"count(*) FILTER (WHERE {inside}) AS n{i}",
@@ -108,36 +107,34 @@ def window_summary_sql(f: Filters, windows: list[tuple[date, date]], *, margin_r
     sql = f"""
 WITH o AS ({base}),
 per_c AS (
-    SELECT customer_id, min(ordered_at) AS first_at, {", ".join(per_c)}
-    FROM o GROUP BY customer_id
-),
-flagged AS (
-    SELECT per_c.*, r.referred_id IS NOT NULL AS referred
-    FROM per_c LEFT JOIN (SELECT DISTINCT referred_id FROM referrals) r
-      ON r.referred_id = per_c.customer_id
+    SELECT customer_key, min(ordered_at) AS first_at, {", ".join(per_c)}
+    FROM o GROUP BY customer_key
 )
-SELECT {", ".join(outer)} FROM flagged"""
+SELECT {", ".join(outer)}
+FROM per_c LEFT JOIN (SELECT DISTINCT referred_key, TRUE AS referred FROM referrals) r
+  ON r.referred_key = per_c.customer_key"""
     return sql, params
+
+
+def _windows_frame(row: dict[str, Any], windows: list[tuple[date, date]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"start": s, "end": e, **{c: row[f"{c}_{i}"] for c in WINDOW_COLUMNS}} for i, (s, e) in enumerate(windows)],
+        schema={"start": pl.Date, "end": pl.Date,
+                **{c: pl.Float64 if c in MONEY_COLUMNS else pl.Int64 for c in WINDOW_COLUMNS}},
+    )
 
 
 def window_summary(store: Store, f: Filters, windows: list[tuple[date, date]], *, margin_rate: float = DEFAULT_MARGIN_RATE) -> pl.DataFrame:
     """Counts and sums behind the KPIs, one row per window ``(start, end)`` (inclusive).
 
     Columns: start, end, revenue, revenue_returning (from customers whose first
-    completed order came before the window), orders, active, new, referred_new, base_start,
-    base_end, churned, repeaters, customers_to_date, margin_to_date (definitions in the
-    module docstring). Channel, region and loyalty filters come from ``f``; its own
-    period is ignored in favour of ``windows``.
+    completed order came before the window), orders, active, new, referred_new,
+    base_start, base_end, churned, repeaters, customers_to_date, margin_to_date
+    (definitions in the module docstring). Channel, region and loyalty filters come
+    from ``f``; its own period is ignored in favour of ``windows``.
     """
-    sql, params = window_summary_sql(f, windows, margin_rate=margin_rate)
-    row = store.query(sql, params).row(0, named=True)
-    return pl.DataFrame(
-        [
-            {"start": s, "end": e, **{c: row[f"{c}_{i}"] for c in WINDOW_COLUMNS}}
-            for i, (s, e) in enumerate(windows)
-        ],
-        schema={"start": pl.Date, "end": pl.Date, **{c: pl.Float64 if c in MONEY_COLUMNS else pl.Int64 for c in WINDOW_COLUMNS}},
-    )
+    row = store.query(*window_summary_sql(f, windows, margin_rate=margin_rate)).row(0, named=True)
+    return _windows_frame(row, windows)
 
 
 SURVEY_COLUMNS = ("nps_n", "promoters", "detractors", "csat_n", "satisfied", "ces_n", "ces_mean", "ces_sd")
@@ -209,18 +206,9 @@ def kpi_values(w: dict[str, Any], s: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def period_kpis(store: Store, f: Filters, *, comparison: tuple[date, date] | None = None, margin_rate: float = DEFAULT_MARGIN_RATE) -> pl.DataFrame:
-    """Every Overview KPI for the filters' period, and for the comparison window.
-
-    Columns: kpi, value, n, ci_low, ci_high (the period), then previous, previous_n
-    (the comparison window; null without one) and change (value - previous; for
-    rates, in fraction points). One row per KPI in catalogue order.
-    """
-    windows = [(f.start, f.end)] + ([comparison] if comparison else [])
-    ws = window_summary(store, f, windows, margin_rate=margin_rate).to_dicts()
-    ss = survey_summary(store, f, windows).to_dicts()
+def _kpi_table(ws: list[dict[str, Any]], ss: list[dict[str, Any]]) -> pl.DataFrame:
     cur = pl.DataFrame(kpi_values(ws[0], ss[0]), schema=KPI_SCHEMA)
-    if comparison:
+    if len(ws) > 1:
         prev = pl.DataFrame(kpi_values(ws[1], ss[1]), schema=KPI_SCHEMA).select(
             "kpi", pl.col("value").alias("previous"), pl.col("n").alias("previous_n")
         )
@@ -231,28 +219,69 @@ def period_kpis(store: Store, f: Filters, *, comparison: tuple[date, date] | Non
     )
 
 
+def period_kpis(store: Store, f: Filters, *, comparison: tuple[date, date] | None = None, margin_rate: float = DEFAULT_MARGIN_RATE) -> pl.DataFrame:
+    """Every Overview KPI for the filters' period, and for the comparison window.
+
+    Columns: kpi, value, n, ci_low, ci_high (the period), then previous, previous_n
+    (the comparison window; null without one) and change (value - previous; for
+    rates, in fraction points). One row per KPI in catalogue order.
+    """
+    windows = [(f.start, f.end)] + ([comparison] if comparison else [])
+    return _kpi_table(
+        window_summary(store, f, windows, margin_rate=margin_rate).to_dicts(),
+        survey_summary(store, f, windows).to_dicts(),
+    )
+
+
 # ---------------------------------------------------------------------------------
 # Monthly series
 # ---------------------------------------------------------------------------------
+def survey_monthly_sql(f: Filters) -> tuple[str, dict[str, Any]]:
+    base, params = f.responses_sql()
+    mi = MONTH_INDEX.format(col="responded_at")
+    sql = f"""
+WITH r AS ({base})
+SELECT {mi} AS k, count(nps) AS nps_n, count(*) FILTER (WHERE nps >= 9) AS promoters,
+       count(*) FILTER (WHERE nps <= 6) AS detractors, count(csat) AS csat_n,
+       count(*) FILTER (WHERE csat >= 4) AS satisfied, count(ces) AS ces_n,
+       avg(ces) AS ces_mean, stddev_samp(ces) AS ces_sd
+FROM r GROUP BY k"""
+    return sql, params
+
+
+NO_MONTH = 2_147_483_647  # "no next month" in integer month arithmetic
+
+
 def monthly_sql(f: Filters, *, margin_rate: float) -> tuple[str, dict[str, Any]]:
+    """The monthly series over all history, from distinct customer-months.
+
+    Each customer-month row (customer key, month index ``m``, orders, revenue,
+    margin, last order time) knows the customer's first month and next active month.
+    The customer is in the base at the start of months ``m + 1 .. end_k`` where
+    ``end_k`` is the earlier of the next active month and the month that contains
+    ``last order + W days``; when the window runs out first, the customer churns in
+    month ``end_k``. The base is then a running sum of +1 at ``m + 1`` and -1 at
+    ``end_k + 1``. Rows come back long (k, and one non-zero group of columns), to be
+    summed per month.
+    """
     base, params = f.orders_sql()
-    params = {**params, "margin_rate": margin_rate, "window_days": f.inactivity_days, "big": BIG}
+    params = {**params, "margin_rate": margin_rate, "window_days": f.inactivity_days, "no_month": NO_MONTH}
     mi = MONTH_INDEX.format(col="ordered_at")
     kmax = MONTH_INDEX.format(col="last_at + $window_days * INTERVAL 1 DAY")
     sql = f"""
 WITH o AS ({base}),
 cm AS (
-    SELECT customer_id, {mi} AS m, count(*) AS n, sum(revenue) AS rev, sum(margin) AS mar,
+    SELECT customer_key, {mi} AS m, count(*) AS n, sum(revenue) AS rev, sum(margin) AS mar,
            max(ordered_at) AS last_at
-    FROM o GROUP BY customer_id, {mi}
+    FROM o GROUP BY customer_key, {mi}
 ),
-cmw AS MATERIALIZED (
-    SELECT cm.customer_id, m, n, rev, mar,
-           m = min(m) OVER (PARTITION BY cm.customer_id) AS first_month,
-           r.referred_id IS NOT NULL AS referred,
-           least(coalesce(lead(m) OVER (PARTITION BY cm.customer_id ORDER BY m), $big), {kmax}) AS end_k,
-           {kmax} < coalesce(lead(m) OVER (PARTITION BY cm.customer_id ORDER BY m), $big) AS lapses
-    FROM cm LEFT JOIN (SELECT DISTINCT referred_id FROM referrals) r ON r.referred_id = cm.customer_id
+cmw AS (
+    SELECT cm.customer_key, m, n, rev, mar,
+           m = min(m) OVER (PARTITION BY cm.customer_key) AS first_month,
+           r.referred_key IS NOT NULL AS referred,
+           least(coalesce(lead(m) OVER (PARTITION BY cm.customer_key ORDER BY m), $no_month), {kmax}) AS end_k,
+           {kmax} < coalesce(lead(m) OVER (PARTITION BY cm.customer_key ORDER BY m), $no_month) AS lapses
+    FROM cm LEFT JOIN (SELECT DISTINCT referred_key FROM referrals) r ON r.referred_key = cm.customer_key
 )
 SELECT m AS k, count(*) AS active, CAST(sum(n) AS BIGINT) AS orders, sum(rev) AS revenue, sum(mar) AS margin,
        count(*) FILTER (WHERE first_month) AS new,
@@ -273,42 +302,12 @@ WHERE end_k >= m + 1 AND lapses GROUP BY end_k"""
     return sql, params
 
 
-def survey_monthly_sql(f: Filters) -> tuple[str, dict[str, Any]]:
-    base, params = f.responses_sql()
-    mi = MONTH_INDEX.format(col="responded_at")
-    sql = f"""
-WITH r AS ({base})
-SELECT {mi} AS k, count(nps) AS nps_n, count(*) FILTER (WHERE nps >= 9) AS promoters,
-       count(*) FILTER (WHERE nps <= 6) AS detractors, count(csat) AS csat_n,
-       count(*) FILTER (WHERE csat >= 4) AS satisfied, count(ces) AS ces_n,
-       avg(ces) AS ces_mean, stddev_samp(ces) AS ces_sd
-FROM r GROUP BY k"""
-    return sql, params
+SURVEY_MONTH_COLUMNS = ("nps_n", "promoters", "detractors", "csat_n", "satisfied", "ces_n")
 
 
-MONTHLY_COUNTS = ("active", "orders", "new", "new_single", "referred_new", "churned")
-
-
-def monthly_kpis(store: Store, f: Filters, *, first_month: date, last_month: date, margin_rate: float = DEFAULT_MARGIN_RATE) -> pl.DataFrame:
-    """The KPIs per calendar month from ``first_month`` to ``last_month`` (any day in
-    each; every month in between appears, with zeros where nothing happened).
-
-    Columns: month (first day), revenue, revenue_new (from customers whose first
-    completed order is in that month), revenue_returning, orders, active_customers,
-    new_customers, base_start (base at 00:00 on the 1st), customer_base (base at the
-    start of the next month), churned (in the base at the month's start, not at the
-    next month's), churn_rate, retention_rate, repeat_rate, aov, purchase_frequency,
-    avg_historical_clv (to the month's end), referral_rate, nps, nps_n, csat, csat_n,
-    ces, ces_n, complete (False for a month the data has not finished: after the
-    filters' end date).
-
-    The customer base uses month starts as instants, so it agrees with
-    :func:`window_summary` for a window of whole months. Repeat rate per month is
-    (active - new customers with exactly one order, all in that month) / active.
-    """
-    sql, params = monthly_sql(f, margin_rate=margin_rate)
-    raw = store.query(sql, params)
-    k0, k1 = month_index(first_month), month_index(last_month)
+def _months_frame(raw: pl.DataFrame, surveys: pl.DataFrame, k0: int, k1: int, f: Filters) -> pl.DataFrame:
+    """Sum the long rows of :func:`monthly_sql` per month, run the base and the
+    cumulative sums over all history, keep months ``k0..k1`` and derive the rates."""
     lo = min(int(raw["k"].min()), k0) if raw.height else k0
     # One month past the last: its base at 00:00 on the 1st is the last month's end base.
     grid = pl.DataFrame({"k": pl.int_range(lo, k1 + 2, eager=True).cast(pl.Int32)})
@@ -324,23 +323,25 @@ def monthly_kpis(store: Store, f: Filters, *, first_month: date, last_month: dat
         )
         .with_columns(customer_base=pl.col("base_start").shift(-1))
     )
-    sm = store.query(*survey_monthly_sql(f))
-    if sm.height:
-        m = m.join(sm.with_columns(pl.col("k").cast(pl.Int32)), on="k", how="left")
+    if surveys.height:
+        m = m.join(surveys.with_columns(pl.col("k").cast(pl.Int32)), on="k", how="left")
     else:
-        m = m.with_columns(*(pl.lit(None, pl.Int64).alias(c) for c in ("nps_n", "promoters", "detractors", "csat_n", "satisfied", "ces_n")),
-                           pl.lit(None, pl.Float64).alias("ces_mean"), pl.lit(None, pl.Float64).alias("ces_sd"))
+        m = m.with_columns(
+            *(pl.lit(None, pl.Int64).alias(c) for c in SURVEY_MONTH_COLUMNS),
+            pl.lit(None, pl.Float64).alias("ces_mean"),
+            pl.lit(None, pl.Float64).alias("ces_sd"),
+        )
     m = m.filter(pl.col("k").is_between(k0, k1)).sort("k")
 
     def safe(num: pl.Expr, den: pl.Expr) -> pl.Expr:
         return pl.when(den > 0).then(num / den).otherwise(None)
 
-    out = m.select(
+    return m.select(
         pl.col("k").map_elements(month_start, return_dtype=pl.Date).alias("month"),
         pl.col("revenue").cast(pl.Float64),
         pl.col("revenue_new").cast(pl.Float64),
-        safe(pl.col("revenue") - pl.col("revenue_new"), pl.col("revenue")).alias("returning_revenue_share"),
         (pl.col("revenue") - pl.col("revenue_new")).cast(pl.Float64).alias("revenue_returning"),
+        safe(pl.col("revenue") - pl.col("revenue_new"), pl.col("revenue")).alias("returning_revenue_share"),
         pl.col("orders").cast(pl.Int64),
         pl.col("active").cast(pl.Int64).alias("active_customers"),
         pl.col("new").cast(pl.Int64).alias("new_customers"),
@@ -361,7 +362,28 @@ def monthly_kpis(store: Store, f: Filters, *, first_month: date, last_month: dat
         pl.when(pl.col("ces_n") > 0).then(pl.col("ces_mean")).otherwise(None).alias("ces"),
         pl.col("ces_n").fill_null(0).cast(pl.Int64),
     ).with_columns(complete=pl.col("month").map_elements(lambda d: month_end(d) <= f.end, return_dtype=pl.Boolean))
-    return out
+
+
+def monthly_kpis(store: Store, f: Filters, *, first_month: date, last_month: date, margin_rate: float = DEFAULT_MARGIN_RATE) -> pl.DataFrame:
+    """The KPIs per calendar month from ``first_month`` to ``last_month`` (any day in
+    each; every month in between appears, with zeros where nothing happened).
+
+    Columns: month (first day), revenue, revenue_new (from customers whose first
+    completed order is in that month), revenue_returning, returning_revenue_share,
+    orders, active_customers, new_customers, base_start (base at 00:00 on the 1st),
+    customer_base (base at the start of the next month), churned (in the base at the
+    month's start, not at the next month's), churn_rate, retention_rate, repeat_rate,
+    aov, purchase_frequency, avg_historical_clv (to the month's end), referral_rate,
+    nps, nps_n, csat, csat_n, ces, ces_n, complete (False for a month the filters'
+    end date has not finished).
+
+    The customer base uses month starts as instants, so it agrees with
+    :func:`window_summary` for a window of whole months. Repeat rate per month is
+    (active - new customers with exactly one order, all in that month) / active.
+    """
+    raw = store.query(*monthly_sql(f, margin_rate=margin_rate))
+    surveys = store.query(*survey_monthly_sql(f))
+    return _months_frame(raw, surveys, month_index(first_month), month_index(last_month), f)
 
 
 @dataclass(frozen=True)
@@ -372,16 +394,22 @@ class Overview:
     monthly: pl.DataFrame
 
 
+MAX_TREND_MONTHS = 60
+
+
 def trend_months(f: Filters, months: int = 12) -> tuple[date, date]:
-    """The sparkline window: ``months`` calendar months ending with the month of the
-    period's end, or more when the period itself is longer."""
+    """The trend window: ``months`` calendar months ending with the month of the
+    period's end, or the whole period when it is longer (at most
+    :data:`MAX_TREND_MONTHS`)."""
     k1 = month_index(f.end)
-    k0 = min(k1 - months + 1, month_index(f.start))
+    k0 = max(min(k1 - months + 1, month_index(f.start)), k1 - MAX_TREND_MONTHS + 1)
     return month_start(k0), month_start(k1)
 
 
 def overview(store: Store, f: Filters, *, comparison: tuple[date, date] | None, margin_rate: float = DEFAULT_MARGIN_RATE) -> Overview:
-    """All numbers on the Overview page for one set of filters."""
+    """All numbers on the Overview page for one set of filters: one per-customer
+    pass for the period and its comparison, one customer-month pass for the trend,
+    and two small passes over the survey responses."""
     first, last = trend_months(f)
     return Overview(
         kpis=period_kpis(store, f, comparison=comparison, margin_rate=margin_rate),
