@@ -1,0 +1,2 @@
+"""Pure computation over the store: filters, KPIs, statistics and the metric catalogue.
+Nothing here imports Streamlit or Plotly."""

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""The benchmark script: speed and memory at stated sizes (never a test).
+
+    python3 tasks.py bench                         # 100,000 and 1,000,000 customers
+    python3 tasks.py bench --customers 20000       # one size
+    python3 tasks.py bench --paint                 # also the app's first paint (browser)
+
+Each measurement runs in a fresh child process, so "cold" means a newly opened
+database with nothing cached, and peak memory is that process's own maximum RSS.
+Results print as a table and are written to bench_results/ (git-ignored) as JSON.
+
+Measured per size:
+- generation: wall time of ``python -m data.demo`` (generate and load), peak RSS;
+- database size on disk;
+- overview: the Overview's computation (metrics.kpis.overview, default filters: last
+  365 days against the previous period) cold (first call on a freshly opened
+  database) and warm (median of 5 further calls; DuckDB's buffers warm, no result
+  cache), peak RSS; also with a channel filter and for the whole history.
+With ``--paint``: the app's first paint at the default demo size in headless Chromium
+(time to the title, to all KPI cards, to the script finishing), first and warm loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- child measurements (each in its own process) ----------------------------------
+def child_generate(db: str, customers: int) -> dict:
+    from data import demo
+    from data.store import Store
+
+    t = time.perf_counter()
+    store = Store(db)
+    truth = demo.build(store, customers=customers, seed=7)
+    store.close()
+    return {"seconds": time.perf_counter() - t, "peak_rss_mb": _rss_mb(), "orders": truth["counts"]["orders"]}
+
+
+def child_overview(db: str, customers: int) -> dict:
+    from data.store import Store
+    from metrics import kpis
+    from metrics.filters import ViewState, comparison_period
+
+    out = {}
+    t = time.perf_counter()
+    store = Store(db, read_only=True)
+    first, last = kpis.data_bounds(store)
+    views = {
+        "default": ViewState(),
+        "channel_member": ViewState(channels=("shopee",), loyalty="member"),
+        "all_history": ViewState(period="all"),
+    }
+    for name, view in views.items():
+        f = view.filters(as_of=last, first=first)
+        cmp = comparison_period(f.start, f.end, view.comparison)
+        t = time.perf_counter()
+        kpis.overview(store, f, comparison=cmp)
+        cold = time.perf_counter() - t
+        warm = []
+        for _ in range(5):
+            t = time.perf_counter()
+            kpis.overview(store, f, comparison=cmp)
+            warm.append(time.perf_counter() - t)
+        out[name] = {"cold_s": cold, "warm_s": statistics.median(warm)}
+    out["peak_rss_mb"] = _rss_mb()
+    return out
+
+
+def child_paint(db: str, customers: int) -> dict:
+    """Start the app on ``db`` and load it in headless Chromium four times."""
+    import socket
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CM_DB_PATH": db}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        t0 = time.perf_counter()
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                if time.perf_counter() - t0 > 60:
+                    raise RuntimeError("the app did not start")
+                time.sleep(0.1)
+        server_up = time.perf_counter() - t0
+        loads = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            for _ in range(4):
+                page = browser.new_page(viewport={"width": 1500, "height": 1300})
+                t = time.perf_counter()
+                page.goto(f"http://127.0.0.1:{port}/")
+                marks = {}
+                for name, sel in (("title_s", "h1"), ("kpis_s", "[data-testid='stMetric'] >> nth=14"),
+                                  ("chart_s", ".js-plotly-plot")):
+                    page.wait_for_selector(sel, timeout=60_000)
+                    marks[name] = time.perf_counter() - t
+                page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+                marks["done_s"] = time.perf_counter() - t
+                loads.append(marks)
+                page.close()
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    warm = {k: statistics.median(load[k] for load in loads[1:]) for k in loads[0]}
+    return {"server_start_s": server_up, "first_load": loads[0], "warm_load": warm}
+
+
+CHILDREN = {"generate": child_generate, "overview": child_overview, "paint": child_paint}
+
+
+def run_child(name: str, db: Path, customers: int) -> dict:
+    res = subprocess.run(
+        [sys.executable, __file__, "--child", name, "--db", str(db), "--customers", str(customers)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--paint", action="store_true", help="also measure the app's first paint (needs chromium)")
+    ap.add_argument("--paint-customers", type=int, default=20_000, help="demo size for --paint (the default size)")
+    ap.add_argument("--workdir", type=Path, default=None, help="where to write the databases (default: a temp dir)")
+    ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        print(json.dumps(CHILDREN[args.child](args.db, args.customers[0])))
+        return 0
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cm-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "sizes": {}}
+    for n in args.customers:
+        db = workdir / f"bench_{n}.duckdb"
+        for p in (db, Path(str(db) + ".wal")):
+            p.unlink(missing_ok=True)
+        gen = run_child("generate", db, n)
+        size_mb = db.stat().st_size / 2**20
+        ov = run_child("overview", db, n)
+        results["sizes"][n] = {"generate": gen, "db_size_mb": size_mb, "overview": ov}
+        print(f"\n== {n:,} customers ({gen['orders']:,} orders)")
+        print(f"generation      {gen['seconds']:8.1f} s   peak RSS {gen['peak_rss_mb']:8.0f} MB")
+        print(f"database size   {size_mb:8.1f} MB")
+        for view in ("default", "channel_member", "all_history"):
+            v = ov[view]
+            print(f"overview {view:15s} cold {v['cold_s']:6.3f} s   warm {v['warm_s']:6.3f} s")
+        print(f"overview peak RSS {ov['peak_rss_mb']:6.0f} MB")
+    if args.paint:
+        db = workdir / f"paint_{args.paint_customers}.duckdb"
+        for p in (db, Path(str(db) + ".wal")):
+            p.unlink(missing_ok=True)
+        run_child("generate", db, args.paint_customers)
+        paint = run_child("paint", db, args.paint_customers)
+        results["paint"] = {"customers": args.paint_customers, **paint}
+        print(f"\n== first paint at {args.paint_customers:,} customers (server up in {paint['server_start_s']:.1f} s)")
+        for label in ("first_load", "warm_load"):
+            m = paint[label]
+            print(f"{label:10s} title {m['title_s']:5.2f} s   KPI cards {m['kpis_s']:5.2f} s   "
+                  f"chart {m['chart_s']:5.2f} s   done {m['done_s']:5.2f} s")
+    out_dir = ROOT / "bench_results"
+    out_dir.mkdir(exist_ok=True)
+    out = out_dir / time.strftime("bench-%Y%m%d-%H%M%S.json")
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nwritten {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
