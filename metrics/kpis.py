@@ -388,10 +388,13 @@ def monthly_kpis(store: Store, f: Filters, *, first_month: date, last_month: dat
 
 @dataclass(frozen=True)
 class Overview:
-    """What the Overview page draws: the KPI table and the monthly series."""
+    """What the Overview page draws: the KPI table, the monthly series of the trend
+    window, and the same series with twelve more months before it (for
+    year-on-year readings)."""
 
     kpis: pl.DataFrame
     monthly: pl.DataFrame
+    history: pl.DataFrame
 
 
 MAX_TREND_MONTHS = 60
@@ -411,9 +414,12 @@ def overview(store: Store, f: Filters, *, comparison: tuple[date, date] | None, 
     pass for the period and its comparison, one customer-month pass for the trend,
     and two small passes over the survey responses."""
     first, last = trend_months(f)
+    history = monthly_kpis(store, f, first_month=month_start(month_index(first) - 12), last_month=last,
+                           margin_rate=margin_rate)
     return Overview(
         kpis=period_kpis(store, f, comparison=comparison, margin_rate=margin_rate),
-        monthly=monthly_kpis(store, f, first_month=first, last_month=last, margin_rate=margin_rate),
+        monthly=history.filter(pl.col("month") >= first),
+        history=history,
     )
 
 

@@ -66,7 +66,7 @@ else:
     st.caption(ctx.t("ov.no_trend"))
 
 st.plotly_chart(charts.new_vs_returning(result.monthly, ctx.lang, ctx.money), width="stretch")
-reading = charts.reading_new_vs_returning(result.monthly, ctx.lang)
+reading = charts.reading_new_vs_returning(result.history, ctx.lang)
 if reading:
     st.markdown(reading)
 st.caption(frame.filter_caption(ctx))

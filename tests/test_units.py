@@ -137,3 +137,47 @@ def test_chart_builders_never_import_streamlit():
     for name in ("charts.py", "fmt.py", "i18n.py"):
         src = (ROOT / "pages" / "ui" / name).read_text(encoding="utf-8")
         assert "import streamlit" not in src, name
+
+
+# -- figures as data -------------------------------------------------------------------
+def _monthly(shares, revenue=100_000_000.0):
+    import polars as pl
+
+    months = [date(2024 + (i // 12), i % 12 + 1, 1) for i in range(len(shares))]
+    return pl.DataFrame({
+        "month": months,
+        "revenue_new": [revenue * (1 - s) for s in shares],
+        "revenue_returning": [revenue * s for s in shares],
+        "returning_revenue_share": shares,
+        "complete": [True] * (len(shares) - 1) + [False],
+    })
+
+
+def test_new_vs_returning_figure_as_data():
+    from pages.ui import charts
+
+    m = _monthly([0.5, 0.6, 0.7])
+    fig = charts.new_vs_returning(m, "en", fmt.Money("en"))
+    returning, new, share = fig.data
+    assert returning.name == "Returning customers" and new.name == "New customers"
+    assert list(returning.y) == [50.0, 60.0, 70.0]  # ₫ million
+    assert list(returning.customdata) == [50_000_000.0, 60_000_000.0, 70_000_000.0]
+    assert list(share.y) == [50.0, 60.0, 70.0]
+    assert list(returning.marker.opacity) == [1.0, 1.0, 0.45]  # the month in progress is paler
+    assert fig.layout.title.text == "Revenue from new and returning customers"
+    assert fig.layout.yaxis.title.text == "₫ million" and fig.layout.separators == ".,"
+    assert [a.text for a in fig.layout.annotations] == ["month in progress"]
+    vi = charts.new_vs_returning(m, "vi", fmt.Money("vi"))
+    assert vi.layout.yaxis.title.text == "triệu ₫" and vi.layout.separators == ",."
+    usd = charts.new_vs_returning(m, "en", fmt.Money("en", "USD", 25_000))
+    assert list(usd.data[0].y) == [2000.0, 2400.0, 2800.0] and usd.layout.yaxis.title.text == "US$"
+
+
+def test_reading_compares_with_the_same_month_a_year_earlier():
+    from pages.ui import charts
+
+    shares = [0.50] + [0.6] * 11 + [0.56, 0.9]  # Jan 2024 ... Jan 2025 (full), Feb 2025 in progress
+    assert charts.reading_new_vs_returning(_monthly(shares), "en") == (
+        "In Jan 2025, returning customers brought 56.0% of revenue, 6.0 pts more than a year earlier.")
+    assert charts.reading_new_vs_returning(_monthly([0.4, 0.5]), "vi") == (
+        "Tháng 01/2024, khách quay lại đóng góp 40,0% doanh thu.")
