@@ -1127,7 +1127,7 @@ def build(
     """
     demo = generate(customers, seed=seed, end=end, years=years, seasonality=seasonality,
                     loyalty_lift=loyalty_lift)
-    store.load_frames(demo.tables, kind="demo", mode="replace",
+    store.load_frames(demo.tables, kind="demo", mode="replace", keep_undo=False,
                       file_name=f"demo (seed {seed}, {customers} customers)")
     if truth_file is None and str(store.path) != ":memory:":
         truth_file = truth_path(Path(store.path))

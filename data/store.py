@@ -259,14 +259,23 @@ class Store:
         file_name: str | None = None,
         sha256: str | None = None,
         mode: str = "replace",
+        rows_read: int | None = None,
+        rows_rejected: int = 0,
+        keep_undo: bool = True,
     ) -> int:
         """Load canonical frames in one transaction and record one import.
 
-        ``mode='replace'`` empties each named table first; ``'append'`` adds rows.
+        ``mode='replace'`` empties each named table first. ``'append'`` upserts on
+        the table's natural key (:data:`KEYS`): a row identical to the stored one is
+        skipped (loading the same file twice changes nothing), a row whose key exists
+        with other values replaces it (a newer status for an order), a new key is
+        added. With ``keep_undo`` every row an import replaces or deletes is kept in
+        ``<table>__replaced`` so :meth:`undo_import` can restore it exactly.
+
         Column names must be canonical (see :data:`TABLES`); missing optional columns
         are loaded as NULL. Customer ids get their integer keys (existing ones keep
-        theirs); ids referenced by any loaded row but missing from ``customers``
-        get a minimal customer row. Returns the new import_id.
+        theirs); ids referenced by any loaded row but missing from ``customers`` get a
+        minimal customer row. Returns the new import_id.
         """
         if mode not in ("replace", "append"):
             raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
@@ -285,26 +294,9 @@ class Store:
             for name, frame in frames.items():
                 cur.register(f"src_{name}", frame)
             self._assign_keys(cur, frames, mode)
-            total = 0
+            loaded = 0
             for name, frame in frames.items():
-                cols = TABLES[name]
-                keys = CUSTOMER_KEYS.get(name, {})
-                if mode == "replace":
-                    cur.execute(f"DELETE FROM {name}")
-                select = [
-                    f"CAST(src.{c} AS {cols[c].replace(' NOT NULL', '')})" if c in frame.columns else "NULL"
-                    for c in cols
-                ]
-                joins = []
-                for i, (key, id_col) in enumerate(keys.items()):
-                    select.append(f"k{i}.customer_key")
-                    joins.append(f"LEFT JOIN _keys k{i} ON k{i}.customer_id = src.{id_col}")
-                cur.execute(
-                    f"INSERT INTO {name} ({', '.join([*cols, *keys])}, import_id) "
-                    f"SELECT {', '.join(select)}, $import_id FROM src_{name} AS src {' '.join(joins)}",
-                    {"import_id": import_id},
-                )
-                total += frame.height
+                loaded += self._load_table(cur, name, frame, import_id, mode, keep_undo)
             # Customers referenced but not loaded get a minimal row (id and key only).
             cur.execute(
                 "INSERT INTO customers (customer_id, customer_key, import_id) "
@@ -317,20 +309,129 @@ class Store:
                 cur.unregister(f"src_{name}")
             cur.execute("DROP TABLE _keys")
             cur.execute("DROP TABLE _referenced")
+            total = sum(f.height for f in frames.values())
             cur.execute(
-                "INSERT INTO imports VALUES ($id, $kind, $file, $sha, $n, $n, 0, $mode, "
+                "INSERT INTO imports VALUES ($id, $kind, $file, $sha, $read, $loaded, $rejected, $mode, "
                 "$started, now()::TIMESTAMP, 'loaded')",
                 {
                     "id": import_id,
                     "kind": kind,
                     "file": file_name,
                     "sha": sha256,
-                    "n": total,
+                    "read": total + rows_rejected if rows_read is None else rows_read,
+                    "loaded": loaded,
+                    "rejected": rows_rejected,
                     "mode": mode,
                     "started": started,
                 },
             )
         return import_id
+
+    @staticmethod
+    def _load_table(cur: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, import_id: int,
+                    mode: str, keep_undo: bool) -> int:
+        """Insert one frame (registered as ``src_<name>``); return the rows written."""
+        cols = TABLES[name]
+        keys = CUSTOMER_KEYS.get(name, {})
+        key = KEYS[name]
+        select = [
+            f"CAST(src.{c} AS {cols[c].replace(' NOT NULL', '')}) AS {c}" if c in frame.columns else f"NULL AS {c}"
+            for c in cols
+        ]
+        joins = []
+        for i, (kcol, id_col) in enumerate(keys.items()):
+            select.append(f"k{i}.customer_key AS {kcol}")
+            joins.append(f"LEFT JOIN _keys k{i} ON k{i}.customer_id = src.{id_col}")
+        all_cols = [*cols, *keys]
+        cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {', '.join(select)} "
+            f"FROM src_{name} AS src {' '.join(joins)}"
+        )
+        if mode == "append":
+            # Only rows that differ from what is stored (new keys or changed values).
+            cur.execute(
+                f"CREATE OR REPLACE TEMP TABLE _new AS SELECT * FROM _new "
+                f"EXCEPT SELECT {', '.join(all_cols)} FROM {name}"
+            )
+            doomed = f"{key} IN (SELECT {key} FROM _new)"
+        else:
+            doomed = "TRUE"
+        if keep_undo:
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {name}__replaced AS "
+                f"SELECT *, CAST(NULL AS BIGINT) AS replaced_by FROM {name} WHERE FALSE"
+            )
+            cur.execute(
+                f"INSERT INTO {name}__replaced SELECT *, $import_id FROM {name} WHERE {doomed}",
+                {"import_id": import_id},
+            )
+        cur.execute(f"DELETE FROM {name} WHERE {doomed}")
+        cur.execute(
+            f"INSERT INTO {name} ({', '.join(all_cols)}, import_id) SELECT *, $import_id FROM _new",
+            {"import_id": import_id},
+        )
+        written = int(cur.execute("SELECT count(*) FROM _new").fetchall()[0][0])
+        cur.execute("DROP TABLE _new")
+        return written
+
+    def undo_import(self, import_id: int) -> dict[str, int]:
+        """Undo one import in one transaction: delete the rows it wrote and restore
+        exactly the rows it replaced. Refused (ValueError) when the import is unknown,
+        already undone, or a later import still in force touched the same tables
+        (undo that one first). Returns rows removed and restored."""
+        with self.transaction() as cur:
+            rows = cur.execute(
+                "SELECT status FROM imports WHERE import_id = $id", {"id": import_id}
+            ).fetchall()
+            if not rows:
+                raise ValueError(f"there is no import {import_id}")
+            if rows[0][0] != "loaded":
+                raise ValueError(f"import {import_id} is {rows[0][0]}, so it cannot be undone")
+            touched = [
+                name for name in TABLES
+                if cur.execute(f"SELECT count(*) FROM {name} WHERE import_id = $id", {"id": import_id}).fetchall()[0][0]
+                or self._has_replaced(cur, name, import_id)
+            ]
+            for name in touched:
+                later = cur.execute(
+                    f"SELECT count(*) FROM {name} t JOIN imports i USING (import_id) "
+                    "WHERE t.import_id > $id AND i.status = 'loaded'",
+                    {"id": import_id},
+                ).fetchall()[0][0]
+                if later:
+                    raise ValueError(
+                        f"a later import changed {name} after import {import_id}; undo that import first"
+                    )
+            removed = restored = 0
+            for name in touched:
+                removed += cur.execute(
+                    f"SELECT count(*) FROM {name} WHERE import_id = $id", {"id": import_id}
+                ).fetchall()[0][0]
+                cur.execute(f"DELETE FROM {name} WHERE import_id = $id", {"id": import_id})
+                if self._has_replaced(cur, name, import_id):
+                    cols = [*TABLES[name], *CUSTOMER_KEYS.get(name, {}), "import_id"]
+                    restored += cur.execute(
+                        f"SELECT count(*) FROM {name}__replaced WHERE replaced_by = $id", {"id": import_id}
+                    ).fetchall()[0][0]
+                    cur.execute(
+                        f"INSERT INTO {name} ({', '.join(cols)}) SELECT {', '.join(cols)} "
+                        f"FROM {name}__replaced WHERE replaced_by = $id",
+                        {"id": import_id},
+                    )
+                    cur.execute(f"DELETE FROM {name}__replaced WHERE replaced_by = $id", {"id": import_id})
+            cur.execute("UPDATE imports SET status = 'undone' WHERE import_id = $id", {"id": import_id})
+        return {"removed": int(removed), "restored": int(restored)}
+
+    @staticmethod
+    def _has_replaced(cur: duckdb.DuckDBPyConnection, name: str, import_id: int) -> bool:
+        exists = cur.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = $t", {"t": f"{name}__replaced"}
+        ).fetchall()[0][0]
+        if not exists:
+            return False
+        return bool(cur.execute(
+            f"SELECT count(*) FROM {name}__replaced WHERE replaced_by = $id", {"id": import_id}
+        ).fetchall()[0][0])
 
     @staticmethod
     def _assign_keys(cur: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFrame], mode: str) -> None:

@@ -105,3 +105,52 @@ def test_database_path_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv(config.ENV_VAR, str(tmp_path / "env.duckdb"))
     assert config.db_path(secrets) == (tmp_path / "env.duckdb").resolve()
     assert config.truth_path(tmp_path / "w.duckdb") == tmp_path / "w.truth.json"
+
+
+def data_snapshot(store: Store) -> dict[str, list]:
+    return {name: store.query(f"SELECT * FROM {name} ORDER BY ALL").rows() for name in TABLES}
+
+
+def test_appending_the_same_rows_twice_changes_nothing(tiny_store):
+    before = data_snapshot(tiny_store)
+    iid = tiny_store.load_frames(tiny_frames(), kind="test", mode="append")
+    assert data_snapshot(tiny_store) == before
+    assert tiny_store.imports().filter(pl.col("import_id") == iid)["rows_loaded"][0] == 0
+
+
+def test_a_newer_status_replaces_the_old_row_and_undo_restores_it(tiny_store):
+    before = data_snapshot(tiny_store)
+    newer = tiny_frames()["orders"].filter(pl.col("order_id") == "O3").with_columns(status=pl.lit("refunded"))
+    added = pl.DataFrame({"order_id": ["O99"], "customer_id": ["A"], "ordered_at": [datetime(2024, 4, 2)],
+                          "revenue": [5.0], "status": ["completed"]})
+    iid = tiny_store.load_frames({"orders": pl.concat([newer, added], how="diagonal")}, kind="orders", mode="append")
+    assert tiny_store.query("SELECT status, import_id FROM orders WHERE order_id = 'O3'").rows() == [("refunded", iid)]
+    assert tiny_store.scalar("SELECT count(*) FROM orders") == 12
+    assert tiny_store.imports().filter(pl.col("import_id") == iid)["rows_loaded"][0] == 2
+    assert tiny_store.undo_import(iid) == {"removed": 2, "restored": 1}
+    assert data_snapshot(tiny_store) == before
+    assert tiny_store.imports().filter(pl.col("import_id") == iid)["status"][0] == "undone"
+    with pytest.raises(ValueError, match="undone"):
+        tiny_store.undo_import(iid)
+
+
+def test_undo_of_a_replace_restores_every_row(tiny_store):
+    before = data_snapshot(tiny_store)
+    iid = tiny_store.load_frames({"orders": tiny_frames()["orders"].head(2)}, kind="orders", mode="replace")
+    assert tiny_store.scalar("SELECT count(*) FROM orders") == 2
+    tiny_store.undo_import(iid)
+    assert data_snapshot(tiny_store) == before
+
+
+def test_undo_is_refused_while_a_later_import_touched_the_same_table(tiny_store):
+    first = tiny_store.load_frames({"orders": pl.DataFrame({"order_id": ["N1"], "customer_id": ["A"], "ordered_at": [datetime(2024, 5, 1)],
+                                                            "revenue": [1.0], "status": ["completed"]})}, kind="orders", mode="append")
+    second = tiny_store.load_frames({"orders": pl.DataFrame({"order_id": ["N2"], "customer_id": ["A"], "ordered_at": [datetime(2024, 5, 2)],
+                                                             "revenue": [1.0], "status": ["completed"]})}, kind="orders", mode="append")
+    with pytest.raises(ValueError, match="undo that import first"):
+        tiny_store.undo_import(first)
+    tiny_store.undo_import(second)
+    tiny_store.undo_import(first)
+    assert tiny_store.scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'N%'") == 0
+    with pytest.raises(ValueError, match="no import 999"):
+        tiny_store.undo_import(999)
