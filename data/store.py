@@ -128,6 +128,20 @@ CREATE TABLE IF NOT EXISTS imports (
 """
 
 
+# Rows an import rejected but chose to skip (load only the valid rows): kept with the
+# file's line, column, value and reason, visible on the Data page.
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    import_id BIGINT NOT NULL,
+    line BIGINT,
+    "column" VARCHAR,
+    value VARCHAR,
+    rule VARCHAR,
+    reason VARCHAR
+)
+"""
+
+
 def _table_ddl(name: str) -> str:
     cols = [f"{col} {typ}" for col, typ in TABLES[name].items()]
     cols += [f"{key} INTEGER" for key in CUSTOMER_KEYS.get(name, {})]
@@ -184,6 +198,7 @@ class Store:
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR)"
             )
+            cur.execute(QUARANTINE_DDL)
             for name in TABLES:
                 cur.execute(_table_ddl(name))
             have = cur.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
@@ -262,6 +277,7 @@ class Store:
         rows_read: int | None = None,
         rows_rejected: int = 0,
         keep_undo: bool = True,
+        quarantine: pl.DataFrame | None = None,
     ) -> int:
         """Load canonical frames in one transaction and record one import.
 
@@ -275,7 +291,8 @@ class Store:
         Column names must be canonical (see :data:`TABLES`); missing optional columns
         are loaded as NULL. Customer ids get their integer keys (existing ones keep
         theirs); ids referenced by any loaded row but missing from ``customers`` get a
-        minimal customer row. Returns the new import_id.
+        minimal customer row. ``quarantine`` (line, column, value, rule, reason) keeps
+        the rows this import rejected. Returns the new import_id.
         """
         if mode not in ("replace", "append"):
             raise ValueError(f"mode must be 'replace' or 'append', not {mode!r}")
@@ -305,6 +322,13 @@ class Store:
                 "AND k.customer_id NOT IN (SELECT customer_id FROM customers)",
                 {"import_id": import_id},
             )
+            if quarantine is not None and quarantine.height:
+                cur.register("src_quarantine", quarantine.select("line", "column", "value", "rule", "reason"))
+                cur.execute(
+                    'INSERT INTO quarantine SELECT $import_id, line, "column", value, rule, reason FROM src_quarantine',
+                    {"import_id": import_id},
+                )
+                cur.unregister("src_quarantine")
             for name in frames:
                 cur.unregister(f"src_{name}")
             cur.execute("DROP TABLE _keys")
@@ -340,6 +364,9 @@ class Store:
         ]
         joins = []
         for i, (kcol, id_col) in enumerate(keys.items()):
+            if id_col not in frame.columns:
+                select.append(f"CAST(NULL AS INTEGER) AS {kcol}")
+                continue
             select.append(f"k{i}.customer_key AS {kcol}")
             joins.append(f"LEFT JOIN _keys k{i} ON k{i}.customer_id = src.{id_col}")
         all_cols = [*cols, *keys]
@@ -419,6 +446,7 @@ class Store:
                         {"id": import_id},
                     )
                     cur.execute(f"DELETE FROM {name}__replaced WHERE replaced_by = $id", {"id": import_id})
+            cur.execute("DELETE FROM quarantine WHERE import_id = $id", {"id": import_id})
             cur.execute("UPDATE imports SET status = 'undone' WHERE import_id = $id", {"id": import_id})
         return {"removed": int(removed), "restored": int(restored)}
 
@@ -484,6 +512,10 @@ class Store:
 
     def imports(self) -> pl.DataFrame:
         return self.query("SELECT * FROM imports ORDER BY import_id DESC")
+
+    def quarantine(self) -> pl.DataFrame:
+        """Rows that imports rejected but skipped: import_id, line, column, value, rule, reason."""
+        return self.query("SELECT * FROM quarantine ORDER BY import_id DESC, line")
 
     def is_empty(self) -> bool:
         return not self.scalar("SELECT count(*) FROM orders")

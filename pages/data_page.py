@@ -7,13 +7,58 @@ import time
 import polars as pl
 import streamlit as st
 
+from data import importer
+from data.kinds import KINDS
+from data.parse import FileProblem
 from pages.ui import fmt, frame
 
 ctx = frame.context()
-st.title(ctx.t("data.title"))
 s = frame.store()
+
+
+# -- actions: callbacks run before the page draws, so it shows their result ---------
+def _flash(ok: bool, message: str) -> None:
+    st.session_state["_cm_flash"] = (ok, message)
+
+
+def _load(report: importer.Report, mode: str, accept: bool) -> None:
+    try:
+        iid = importer.load(s, report, mode=mode, accept_valid=accept)
+    except FileProblem as e:
+        _flash(False, ctx.t("imp.rejected_file", reason=str(e)))
+        return
+    loaded = s.imports().filter(pl.col("import_id") == iid)["rows_loaded"][0]
+    st.session_state.pop("_cm_report", None)
+    _flash(True, ctx.t("imp.loaded", n=fmt.number(loaded, ctx.lang),
+                       table=ctx.t(f"table.{KINDS[report.kind].table}"), id=iid))
+
+
+def _undo(import_id: int) -> None:
+    try:
+        done = s.undo_import(import_id)
+    except ValueError as e:
+        _flash(False, ctx.t("imp.undo_refused", reason=str(e)))
+        return
+    _flash(True, ctx.t("imp.undone", id=import_id, removed=fmt.number(done["removed"], ctx.lang),
+                       restored=fmt.number(done["restored"], ctx.lang)))
+
+
+def _rebuild() -> None:
+    if not st.session_state.get("demo_confirm"):
+        return
+    from data import demo  # the generator is only needed here
+
+    started = time.perf_counter()
+    truth = demo.build(s, customers=int(st.session_state["demo_customers"]), seed=int(st.session_state["demo_seed"]))
+    _flash(True, ctx.t("data.built", orders=fmt.number(truth["counts"]["orders"], ctx.lang),
+                       customers=fmt.number(truth["counts"]["customers"], ctx.lang),
+                       secs=fmt.number(time.perf_counter() - started, ctx.lang, 1)))
+
+
+st.title(ctx.t("data.title"))
 if flash := st.session_state.pop("_cm_flash", None):
-    st.success(flash, icon=":material/check_circle:")
+    ok, message = flash
+    (st.success if ok else st.error)(message, icon=":material/check_circle:" if ok else ":material/error:")
 
 st.subheader(ctx.t("data.loaded"))
 st.markdown(ctx.t("data.where", path=s.path, version=s.schema_version()))
@@ -30,6 +75,50 @@ st.dataframe(
     hide_index=True,
     width="stretch",
 )
+
+# -- import a file -----------------------------------------------------------------
+st.subheader(ctx.t("imp.title"))
+st.caption(ctx.t("imp.help"))
+with st.form("import"):
+    upload = st.file_uploader(ctx.t("imp.file"), type=["csv", "tsv", "txt", "xlsx"])
+    a, b, c = st.columns(3)
+    kind = a.selectbox(ctx.t("imp.kind"), list(KINDS), format_func=lambda k: KINDS[k].label(ctx.lang))
+    mode = b.radio(ctx.t("imp.mode"), ["append", "replace"], format_func=lambda m: ctx.t(f"imp.mode.{m}"))
+    day_first = c.checkbox(ctx.t("imp.day_first"), value=True)
+    checked = st.form_submit_button(ctx.t("imp.check"), type="primary")
+if checked and upload is not None:
+    with st.spinner(ctx.t("imp.checking")):
+        try:
+            st.session_state["_cm_report"] = (
+                importer.check_file(upload.getvalue(), upload.name, kind, settings=importer.Settings(day_first=day_first)),
+                mode,
+            )
+        except FileProblem as e:
+            st.session_state.pop("_cm_report", None)
+            st.error(ctx.t("imp.rejected_file", reason=str(e)), icon=":material/block:")
+if (pending := st.session_state.get("_cm_report")) is not None:
+    report, mode = pending
+    st.markdown(ctx.t("imp.summary", file=report.file_name, read=fmt.number(report.rows_read, ctx.lang),
+                      bad=fmt.number(len(report.rejected_lines), ctx.lang)))
+    for note in report.notes:
+        st.info(note, icon=":material/info:")
+    with st.expander(ctx.t("imp.mapping")):
+        st.dataframe(pl.DataFrame({ctx.t("imp.field"): list(report.mapping), ctx.t("imp.header"): list(report.mapping.values())}),
+                     hide_index=True)
+        if report.ignored:
+            st.caption(ctx.t("imp.ignored", cols=", ".join(report.ignored)))
+    if not report.ok:
+        st.markdown(f"**{ctx.t('imp.counts')}**")
+        st.dataframe(report.counts().rename({"rule": ctx.t("col.rule"), "column": ctx.t("col.column"), "rows": ctx.t("col.rows")}),
+                     hide_index=True)
+        st.markdown(f"**{ctx.t('imp.problems')}**")
+        st.dataframe(report.problems.head(1000).rename({c: ctx.t(f"col.{c}") for c in report.problems.columns}),
+                     hide_index=True, width="stretch")
+        st.download_button(ctx.t("imp.download"), report.problems_csv(), file_name=f"{report.file_name}.problems.csv",
+                           mime="text/csv")
+    accept = st.checkbox(ctx.t("imp.accept_valid")) if not report.ok else False
+    st.button(ctx.t("imp.load", n=fmt.number(report.valid.height, ctx.lang)), disabled=not (report.ok or accept),
+              on_click=_load, args=(report, mode, accept))
 
 st.subheader(ctx.t("data.imports"))
 imports = s.imports()
@@ -48,24 +137,22 @@ else:
         hide_index=True,
         width="stretch",
     )
+    undoable = imports.filter((pl.col("status") == "loaded") & (pl.col("kind") != "demo"))["import_id"].to_list()
+    if undoable:
+        u1, u2 = st.columns([3, 1], vertical_alignment="bottom")
+        pick = u1.selectbox(ctx.t("imp.undo"), undoable, format_func=lambda i: f"#{i}")
+        u2.button(ctx.t("imp.undo_button"), on_click=_undo, args=(int(pick),))
+    quarantined = s.quarantine()
+    if quarantined.height:
+        with st.expander(ctx.t("imp.quarantine", n=fmt.number(quarantined.height, ctx.lang))):
+            st.dataframe(quarantined, hide_index=True, width="stretch")
 
 st.subheader(ctx.t("data.demo"))
 st.caption(ctx.t("data.demo_help"))
 with st.form("demo"):
     a, b = st.columns(2)
-    n = a.number_input(ctx.t("data.customers"), min_value=100, max_value=1_000_000, value=20_000, step=1_000)
-    seed = b.number_input(ctx.t("data.seed"), min_value=0, max_value=2**31 - 1, value=7, step=1)
-    confirm = st.checkbox(ctx.t("data.confirm"), value=s.is_empty())
-    go = st.form_submit_button(ctx.t("data.rebuild"), type="primary", disabled=False)
-if go and confirm:
-    from data import demo  # the generator is only needed here
-
-    started = time.perf_counter()
-    with st.spinner(ctx.t("data.building", n=fmt.number(n, ctx.lang))):
-        truth = demo.build(s, customers=int(n), seed=int(seed))
-    st.session_state["_cm_flash"] = (
-        ctx.t("data.built", orders=fmt.number(truth["counts"]["orders"], ctx.lang),
-              customers=fmt.number(truth["counts"]["customers"], ctx.lang),
-              secs=fmt.number(time.perf_counter() - started, ctx.lang, 1))
-    )
-    st.rerun()
+    a.number_input(ctx.t("data.customers"), min_value=100, max_value=1_000_000, value=20_000, step=1_000,
+                   key="demo_customers")
+    b.number_input(ctx.t("data.seed"), min_value=0, max_value=2**31 - 1, value=7, step=1, key="demo_seed")
+    st.checkbox(ctx.t("data.confirm"), value=s.is_empty(), key="demo_confirm")
+    st.form_submit_button(ctx.t("data.rebuild"), type="primary", on_click=_rebuild)

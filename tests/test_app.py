@@ -183,8 +183,8 @@ def test_data_page_builds_demo_data_into_an_empty_database(empty_db, monkeypatch
     at = app(empty_db, monkeypatch, lang="en")
     at.run()
     at.switch_page("pages/data_page.py").run()
-    at.number_input[0].set_value(300)
-    at.button[0].click().run()
+    at.number_input(key="demo_customers").set_value(300)
+    _button(at, "Rebuild demo data").click().run()
     assert not at.exception, at.exception
     assert any("Built" in s.value for s in at.success)
     at.switch_page("pages/overview_page.py").run()
@@ -199,3 +199,43 @@ def test_page_files_never_share_a_name_with_their_url_path(tiny_db, monkeypatch)
     assert {Path(str(p["script_path"])).name for p in pages} == {Path(p).name for p in PAGES}
     for p in pages:
         assert Path(str(p["script_path"])).stem != p["url_pathname"], p
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label.startswith(label))
+
+
+def test_data_page_upload_check_load_and_undo(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, lang="en")
+    at.run()
+    at.switch_page("pages/data_page.py").run()
+    good = "Mã đơn hàng,Mã khách hàng,Ngày đặt hàng,Thành tiền,Trạng thái\nW1,A,2024-05-01 10:00,\"1.000\",Đã giao\n"
+    at.get("file_uploader")[0].upload("orders.csv", good.encode(), "text/csv")
+    _button(at, "Check the file").click().run()
+    assert not at.exception, at.exception
+    assert "orders.csv: 1 rows read, 0 rejected." in texts(at)
+    _button(at, "Load 1 rows").click().run()
+    assert not at.exception, at.exception
+    assert any("Loaded 1 rows into Orders" in m.value for m in at.success)
+    assert "Last import: orders “orders.csv”, 1 rows" in texts(at)
+    _button(at, "Undo").click().run()
+    assert not at.exception, at.exception
+    assert any("Undid import #2: removed 1 rows, restored 0" in m.value for m in at.success)
+
+
+def test_data_page_shows_the_report_of_a_rejected_file(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, lang="en")
+    at.run()
+    at.switch_page("pages/data_page.py").run()
+    bad = "order_id,customer_id,ordered_at,revenue,status\nW1,A,31/02/2024,1000,completed\nW2,A,2024-05-01,-3,completed\n"
+    at.get("file_uploader")[0].upload("bad.csv", bad.encode(), "text/csv")
+    _button(at, "Check the file").click().run()
+    assert not at.exception, at.exception
+    assert "bad.csv: 2 rows read, 2 rejected." in texts(at)
+    problems = next(d.value for d in at.dataframe if "Line" in d.value.columns)
+    assert list(problems["Line"]) == [2, 3]
+    assert list(problems["Reason"]) == ["not a date and time", "must be at least 0"]
+    assert _button(at, "Load 0 rows").disabled
+    at.get("file_uploader")[0].upload("x.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "text/csv")
+    _button(at, "Check the file").click().run()
+    assert any("File rejected" in e.value and "PNG" in e.value for e in at.error)

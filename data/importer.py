@@ -1,0 +1,481 @@
+"""The import pipeline, shared by the Data page and ``python -m data.load``.
+
+bytes --read--> RawTable (every cell as text, the file's own line numbers)
+      --map---> which header holds which canonical field (aliases, never position)
+      --convert-> typed canonical frame + problems (values that do not parse)
+      --validate-> more problems (Pandera schema per kind, checked on the whole
+                   materialised frame, lazily so one run reports every failure)
+      --load--> one transaction (data.store.Store.load_frames): all or nothing.
+
+Nothing reaches the database unless :func:`load` is called with a report that has no
+problems (or with ``accept_valid=True``, which loads the valid rows and keeps the
+rejected ones in the quarantine table). SQL is never built from file content: table
+and column names come from data.kinds / data.store, values are bound or registered.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pandera.polars as pa
+import polars as pl
+
+from data import parse
+from data.kinds import CHANNEL_ALIASES, ENUM_ALIASES, KINDS, Kind
+from data.parse import FileProblem
+from data.store import ORDER_STATUSES, Store
+
+MAX_FIELD_BYTES = 1 << 20  # a cell larger than 1 MiB is not data we can use
+PROBLEM_SCHEMA = {"line": pl.Int64, "column": pl.Utf8, "value": pl.Utf8, "rule": pl.Utf8, "reason": pl.Utf8}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Workspace settings that change how a file is read."""
+
+    day_first: bool = True  # for dates whose day/month order the whole file leaves open
+    now: datetime | None = None  # "the future" starts one day after this (default: now)
+
+
+@dataclass
+class RawTable:
+    """A file read as text: ``frame`` has one Utf8 column per header (named c0, c1…)
+    and ``_line``, the file's own line number where each record starts."""
+
+    file_name: str
+    sha256: str
+    encoding: str
+    delimiter: str
+    headers: list[str]
+    frame: pl.DataFrame
+
+
+@dataclass
+class Report:
+    """What a person needs to act on: counts per rule and every rejected cell."""
+
+    kind: str
+    file_name: str
+    sha256: str
+    rows_read: int
+    mapping: dict[str, str]  # field -> header
+    ignored: list[str]  # headers that map to nothing
+    problems: pl.DataFrame  # line, column, value, rule, reason
+    notes: list[str] = field(default_factory=list)
+    valid: pl.DataFrame | None = None  # canonical rows without problems
+    rejected_lines: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.problems.height == 0
+
+    def counts(self) -> pl.DataFrame:
+        return self.problems.group_by("rule", "column").agg(pl.len().alias("rows")).sort("rows", descending=True)
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{self.file_name}: {self.rows_read:,} rows read, all valid."
+        return (f"{self.file_name}: {self.rows_read:,} rows read, {len(self.rejected_lines):,} rejected "
+                f"({self.problems.height:,} problems).")
+
+    def problems_csv(self) -> bytes:
+        """The rejected cells as CSV for Excel: UTF-8 with BOM, formulas neutralised."""
+        return to_excel_csv(self.problems)
+
+
+def to_excel_csv(frame: pl.DataFrame) -> bytes:
+    """CSV that Excel opens safely: UTF-8 with BOM; a text cell starting with = + - @
+    tab or CR gets a leading apostrophe (headers too); real numbers stay numbers."""
+    def neutral(s: str) -> str:
+        return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
+
+    safe = frame.rename({c: neutral(c) for c in frame.columns}).with_columns(
+        pl.col(c).map_elements(neutral, return_dtype=pl.Utf8)
+        for c, t in zip(frame.columns, frame.dtypes) if t == pl.Utf8
+    ) if frame.height else frame
+    return b"\xef\xbb\xbf" + safe.write_csv().encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------
+# read
+# ---------------------------------------------------------------------------------
+def read_file(raw: bytes, file_name: str, *, header_rows: int = 1) -> RawTable:
+    """Read CSV/TSV bytes into text columns. Raises FileProblem for anything that is
+    not a readable table: wrong content, bad encoding, duplicate or missing headers,
+    no data rows, ragged rows, an unterminated quote, an over-sized field."""
+    kind = parse.sniff(raw, file_name)
+    if kind == "xlsx":
+        raise FileProblem(f"{file_name}: Excel (.xlsx) files are not supported yet; save the sheet as CSV (UTF-8).")
+    text, encoding = parse.decode(raw, file_name)
+    delimiter = parse.sniff_delimiter(text)
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+    try:
+        header_records = [next(records) for _ in range(header_rows)]
+    except StopIteration:
+        raise FileProblem(f"{file_name}: the file has no header row.") from None
+    except csv.Error as e:
+        raise FileProblem(f"{file_name}: the header cannot be read ({e}).") from None
+    headers = [h.strip() for h in header_records[0]]
+    if not any(headers):
+        raise FileProblem(f"{file_name}: the first row is empty; it must hold the column headers.")
+    seen: dict[str, int] = {}
+    for i, h in enumerate(headers, start=1):
+        norm = parse.normalise_header(h)
+        if not norm:
+            raise FileProblem(f"{file_name}: column {i} has no header.")
+        if norm in seen:
+            raise FileProblem(f"{file_name}: the header “{h}” appears twice (columns {seen[norm]} and {i}).")
+        seen[norm] = i
+    frame = _read_records(text, file_name, delimiter, len(headers), header_rows)
+    if frame.height == 0:
+        raise FileProblem(f"{file_name}: the file has headers but no data rows.")
+    return RawTable(file_name, hashlib.sha256(raw).hexdigest(), encoding, delimiter, headers, frame)
+
+
+def _read_records(text: str, file_name: str, delimiter: str, ncols: int, header_rows: int) -> pl.DataFrame:
+    """The data records as text, with the line each starts on. DuckDB reads the
+    (re-encoded UTF-8) file strictly: a ragged row or an unterminated quote fails with
+    its line, which we turn into a plain sentence."""
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".csv", delete=False, newline="") as tmp:
+        tmp.write(text)
+        path = tmp.name
+    con = duckdb.connect()
+    try:
+        columns = {f"c{i}": "VARCHAR" for i in range(ncols)}
+        rel = con.sql(
+            "SELECT * FROM read_csv($path, delim = $delim, quote = '\"', escape = '\"', header = false, "
+            "skip = $skip, columns = $columns, strict_mode = true, null_padding = false, "
+            "max_line_size = $max_line, all_varchar = true, auto_detect = false, new_line = $nl)",
+            params={"path": path, "delim": delimiter, "skip": _physical_lines(text, header_rows),
+                    "columns": columns, "max_line": MAX_FIELD_BYTES * 2, "nl": "\\r\\n" if "\r\n" in text[:65536] else "\\n"},
+        )
+        frame = rel.pl()
+    except duckdb.Error as e:
+        raise FileProblem(_csv_error(file_name, str(e), header_rows, text)) from None
+    finally:
+        con.close()
+        Path(path).unlink(missing_ok=True)
+    frame = frame.with_columns(pl.col(c).str.strip_chars() for c in frame.columns)
+    too_big = [c for c in frame.columns if (frame[c].str.len_bytes().max() or 0) > MAX_FIELD_BYTES]
+    if too_big:
+        c = too_big[0]
+        row = int(frame[c].str.len_bytes().arg_max())
+        raise FileProblem(f"{file_name}: a field in column {int(c[1:]) + 1} is larger than 1 MB "
+                          f"(record {row + 1}); this is not a table export we can use.")
+    return frame.with_columns(_line=_line_numbers(text, header_rows, frame.height))
+
+
+def _physical_lines(text: str, records: int) -> int:
+    """How many physical lines the first ``records`` records take (quoted newlines)."""
+    if records == 0:
+        return 0
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for _ in range(records):
+        next(reader)
+    return reader.line_num
+
+
+def _line_numbers(text: str, header_rows: int, n: int) -> pl.Series:
+    """The physical line on which each data record starts. Fast when no field holds a
+    newline (line = header lines + record number); otherwise counted by csv."""
+    newlines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    first = _physical_lines(text, header_rows) + 1
+    if newlines - (first - 1) == n:
+        return pl.int_range(first, first + n, eager=True, dtype=pl.Int64)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for _ in range(header_rows):
+        next(reader)
+    starts, prev = [], reader.line_num
+    for _ in reader:
+        starts.append(prev + 1)
+        prev = reader.line_num
+    return pl.Series(starts[:n], dtype=pl.Int64)
+
+
+def _csv_error(file_name: str, message: str, header_rows: int, text: str) -> str:
+    m = re.search(r"[Ll]ine:?\s*(\d+)", message)
+    where = f" near line {int(m.group(1))}" if m else ""
+    low = message.lower()
+    if "unterminated" in low or "quote" in low and "unterminated" in low:
+        reason = "a quoted field is never closed (an unterminated quote)"
+    elif "maximum line size" in low or "line size" in low:
+        reason = "a field is larger than 1 MB"
+    elif "expected" in low and "column" in low or "too many" in low or "too few" in low:
+        reason = "a row has a different number of fields than the header"
+    else:
+        reason = "the rows cannot be split into the header's columns"
+    return f"{file_name}: {reason}{where}. Nothing was loaded."
+
+
+# ---------------------------------------------------------------------------------
+# map
+# ---------------------------------------------------------------------------------
+def match_columns(kind: Kind, headers: list[str], explicit: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Which header holds each field: ``explicit`` (field -> header text) first, then
+    the field's name and aliases, compared after normalisation. Returns (mapping
+    field -> header, headers left unused). Raises FileProblem for an explicit mapping
+    that names an unknown field or a header that is not in the file."""
+    by_norm = {parse.normalise_header(h): h for h in headers}
+    fields = {f.name: f for f in kind.fields}
+    mapping: dict[str, str] = {}
+    for name, header in (explicit or {}).items():
+        if name not in fields:
+            raise FileProblem(f"--map: “{name}” is not a field of {kind.name} (fields: {', '.join(fields)}).")
+        h = by_norm.get(parse.normalise_header(header))
+        if h is None:
+            raise FileProblem(f"--map {name}=“{header}”: the file has no such header.")
+        mapping[name] = h
+    taken = set(mapping.values())
+    for f in kind.fields:
+        if f.name in mapping:
+            continue
+        for alias in (f.name, f.name.replace("_", " "), *f.aliases):
+            h = by_norm.get(parse.normalise_header(alias))
+            if h is not None and h not in taken:
+                mapping[f.name] = h
+                taken.add(h)
+                break
+    return mapping, [h for h in headers if h not in taken]
+
+
+def missing_fields(kind: Kind, mapping: dict[str, str]) -> list[str]:
+    return [f.name for f in kind.fields if f.required and f.name not in mapping]
+
+
+# ---------------------------------------------------------------------------------
+# convert and validate
+# ---------------------------------------------------------------------------------
+def _problems(lines: pl.Series, raw: pl.Series, mask: pl.Series, column: str, rule: str, reason: str) -> pl.DataFrame:
+    sel = pl.DataFrame({"line": lines, "value": raw}).filter(mask.fill_null(False))
+    return sel.select(
+        "line", pl.lit(column).alias("column"), pl.col("value").cast(pl.Utf8).str.slice(0, 200),
+        pl.lit(rule).alias("rule"), pl.lit(reason).alias("reason"),
+    )
+
+
+def convert(kind: Kind, raw: RawTable, mapping: dict[str, str], settings: Settings = Settings()) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Turn the mapped text columns into typed canonical columns. Returns (frame with
+    ``_line`` and one column per field, problems, notes)."""
+    col_of = {h: f"c{i}" for i, h in enumerate(raw.headers)}
+    lines = raw.frame["_line"]
+    out: dict[str, pl.Series] = {"_line": lines}
+    problems: list[pl.DataFrame] = []
+    notes: list[str] = []
+    for f in kind.fields:
+        header = mapping.get(f.name)
+        if header is None:
+            continue
+        text = raw.frame[col_of[header]]
+        empty = text.is_null() | (text.str.strip_chars() == "")
+        bad = None
+        if f.type in ("id", "text"):
+            value = text.str.strip_chars()
+            if f.type == "id":
+                value = value.str.strip_chars_start("'")  # Shopify prefixes ids with '
+            value = pl.select(pl.when(empty).then(None).otherwise(value)).to_series()
+        elif f.type == "amount":
+            value, bad = parse.parse_amount(text)
+            reason = "not an amount"
+        elif f.type == "rate":
+            value, bad = parse.parse_rate(text)
+            reason = "not a rate or percentage"
+        elif f.type == "int":
+            value, bad = parse.parse_int(text)
+            reason = "not a whole number"
+        elif f.type in ("datetime", "date"):
+            ev = parse.date_order_evidence(text)
+            if ev["dmy_only"] and ev["mdy_only"]:
+                raise FileProblem(
+                    f"{raw.file_name}: column “{header}” mixes day-first dates (such as 31/01) and month-first "
+                    f"dates (such as 01/31); the file contradicts itself. Nothing was loaded.")
+            day_first = True if ev["dmy_only"] else False if ev["mdy_only"] else settings.day_first
+            if ev["ambiguous"] and not (ev["dmy_only"] or ev["mdy_only"]):
+                notes.append(f"“{header}”: every date could be read either way; read "
+                             f"{'day first (dd/mm/yyyy)' if day_first else 'month first (mm/dd/yyyy)'} "
+                             f"as the workspace setting says.")
+            fn = parse.parse_datetime if f.type == "datetime" else parse.parse_date
+            value, bad = fn(text, day_first=day_first)
+            reason = "not a date" if f.type == "date" else "not a date and time"
+        elif f.type == "phone":
+            value, bad = parse.parse_phone(text)
+            reason = "not a Vietnamese phone number"
+        elif f.type == "email":
+            value = text.str.strip_chars().str.to_lowercase()
+            bad = ~empty & ~value.str.contains(r"^[^@\s]+@[^@\s]+\.[^@\s]+$").fill_null(False)
+            reason = "not an email address"
+        elif f.type == "status":
+            value, bad = parse.map_status(text)
+            bad = bad & ~empty
+            reason = "unknown order status"
+        elif f.type == "channel":
+            folded = text.str.strip_chars().str.to_lowercase()
+            value = folded.replace_strict(CHANNEL_ALIASES, default=folded.str.replace_all(r"\s+", "_"), return_dtype=pl.Utf8)
+        elif f.type == "enum":
+            folded = text.str.strip_chars().str.to_lowercase()
+            value = folded.replace_strict(ENUM_ALIASES.get(f.name, {}), default=None, return_dtype=pl.Utf8)
+            bad = value.is_null() & ~empty
+            reason = f"not one of {', '.join(f.allowed)}"
+        else:  # pragma: no cover - every type is handled above
+            raise AssertionError(f.type)
+        if bad is not None:
+            problems.append(_problems(lines, text, bad, header, f"invalid_{f.type}", reason))
+        out[f.name] = value.alias(f.name)
+    frame = pl.DataFrame(out)
+    if "margin_rate" in frame.columns:
+        margin = frame.select(
+            pl.coalesce(pl.col("gross_margin") if "gross_margin" in frame.columns else pl.lit(None, pl.Float64),
+                        pl.col("revenue") * pl.col("margin_rate"))
+        ).to_series()
+        frame = frame.drop("margin_rate").with_columns(margin.alias("gross_margin"))
+    if kind.generated_key and kind.key not in frame.columns:
+        frame = frame.with_columns(
+            (pl.lit(raw.sha256[:12] + ":") + pl.col("_line").cast(pl.Utf8)).alias(kind.key))
+        notes.append(f"The file has no {kind.key}; each row's id is made from the file's hash and its line.")
+    probs = pl.concat(problems) if problems else pl.DataFrame(schema=PROBLEM_SCHEMA)
+    return frame, probs, notes
+
+
+def schema_for(kind: Kind, now: datetime) -> pa.DataFrameSchema:
+    """The Pandera schema of one kind, on the typed frame: required values, ranges,
+    allowed values, unique keys, and no dates in the future."""
+    dtype = {"id": pl.Utf8, "text": pl.Utf8, "amount": pl.Float64, "rate": pl.Float64, "int": pl.Int64,
+             "datetime": pl.Datetime("us"), "date": pl.Date, "phone": pl.Utf8, "email": pl.Utf8,
+             "status": pl.Utf8, "channel": pl.Utf8, "enum": pl.Utf8}
+    cols = {}
+    for f in kind.fields:
+        if f.name in kind.derived:
+            continue
+        checks = []
+        if f.low is not None:
+            checks.append(pa.Check.ge(f.low))
+        if f.high is not None:
+            checks.append(pa.Check.le(f.high))
+        if f.allowed:
+            checks.append(pa.Check.isin(list(f.allowed)))
+        if f.type == "status":
+            checks.append(pa.Check.isin(list(ORDER_STATUSES)))
+        if f.type in ("datetime", "date"):
+            limit = now + timedelta(days=1)
+            checks.append(_not_in_the_future(limit if f.type == "datetime" else limit.date()))
+        cols[f.name] = pa.Column(dtype[f.type], checks=checks, nullable=not f.required,
+                                 unique=f.name == kind.key, required=f.required or f.name == kind.key)
+    return pa.DataFrameSchema(cols, strict=False, coerce=False)
+
+
+def _not_in_the_future(limit) -> pa.Check:
+    return pa.Check(lambda data: data.lazyframe.select(pl.col(data.key) <= limit), name="not_in_the_future",
+                    error="the date is in the future")
+
+
+RULE_REASONS = {
+    "not_nullable": "a required value is missing",
+    "field_uniqueness": "the same key appears on more than one row with different values",
+    "not_in_the_future": "the date is in the future",
+    "column_in_schema": "a required column is missing",
+}
+
+
+def validate(kind: Kind, frame: pl.DataFrame, settings: Settings = Settings(),
+             headers: dict[str, str] | None = None) -> pl.DataFrame:
+    """Pandera (lazy: every failure at once) plus the rules that span columns.
+    Returns problems with the file's line numbers, named by the file's headers
+    (``headers``: field -> header) where the field came from one."""
+    headers = headers or {}
+    now = settings.now or datetime.now()
+    problems = []
+    try:
+        schema_for(kind, now).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as e:
+        fc = e.failure_cases.filter(pl.col("index").is_not_null())
+        if fc.height:
+            lines = frame["_line"].gather(fc["index"].cast(pl.Int64))
+            problems.append(pl.DataFrame({
+                "line": lines,
+                "column": fc["column"].replace_strict(headers, default=fc["column"], return_dtype=pl.Utf8),
+                "value": fc["failure_case"].cast(pl.Utf8).str.slice(0, 200),
+                "rule": fc["check"].str.replace(r"\(.*$", ""),
+                "reason": fc["check"].map_elements(_reason, return_dtype=pl.Utf8),
+            }))
+    rules = {
+        "referrals": [("referrer_id", pl.col("referrer_id") == pl.col("referred_id"), "self_referral",
+                       "a customer cannot refer themselves")],
+        "programme_costs": [("period_end", pl.col("period_end") < pl.col("period_start"), "period_order",
+                             "the period ends before it starts")],
+        "survey_responses": [("nps", pl.all_horizontal(pl.col(c).is_null() for c in ("nps", "csat", "ces") if c in frame.columns)
+                              if any(c in frame.columns for c in ("nps", "csat", "ces")) else pl.lit(True),
+                              "no_score", "the response has no NPS, CSAT or CES score")],
+    }
+    for column, expr, rule, reason in rules.get(kind.name, []):
+        if column in frame.columns or rule == "no_score":
+            bad = frame.select(expr.fill_null(False)).to_series()
+            if bad.any():
+                vals = frame[column].cast(pl.Utf8) if column in frame.columns else pl.Series([None] * frame.height, dtype=pl.Utf8)
+                problems.append(_problems(frame["_line"], vals, bad, headers.get(column, column), rule, reason))
+    return pl.concat(problems) if problems else pl.DataFrame(schema=PROBLEM_SCHEMA)
+
+
+def _reason(check: str) -> str:
+    if check in RULE_REASONS:
+        return RULE_REASONS[check]
+    m = re.match(r"(greater_than_or_equal_to|less_than_or_equal_to|isin)\((.*)\)", check)
+    if m:
+        what = {"greater_than_or_equal_to": "must be at least", "less_than_or_equal_to": "must be at most",
+                "isin": "must be one of"}[m.group(1)]
+        return f"{what} {m.group(2)}"
+    return check
+
+
+# ---------------------------------------------------------------------------------
+# the whole pipeline
+# ---------------------------------------------------------------------------------
+def check_file(raw: bytes, file_name: str, kind_name: str, *, explicit: dict[str, str] | None = None,
+               settings: Settings = Settings(), header_rows: int = 1) -> Report:
+    """Read, map, convert and validate one file. Raises FileProblem for whole-file
+    problems; row problems are in the report."""
+    if kind_name not in KINDS:
+        raise FileProblem(f"unknown kind “{kind_name}” (kinds: {', '.join(KINDS)}).")
+    kind = KINDS[kind_name]
+    table = read_file(raw, file_name, header_rows=header_rows)
+    mapping, ignored = match_columns(kind, table.headers, explicit)
+    missing = missing_fields(kind, mapping)
+    if missing:
+        raise FileProblem(
+            f"{file_name}: no column for {', '.join(missing)}. Map them with --map FIELD=HEADER "
+            f"(headers in the file: {', '.join('“' + h + '”' for h in table.headers)}).")
+    frame, problems, notes = convert(kind, table, mapping, settings)
+    # Exact duplicate rows are one row; a key repeated with other values is a problem.
+    before = frame.height
+    frame = frame.unique(subset=[c for c in frame.columns if c != "_line"], keep="first", maintain_order=True)
+    if frame.height < before:
+        notes.append(f"{before - frame.height:,} rows repeat another row exactly and were counted once.")
+    # A cell that did not parse is reported once, as such, not again as "missing".
+    checked = validate(kind, frame, settings, mapping).join(problems.select("line", "column"), on=["line", "column"], how="anti")
+    problems = pl.concat([problems, checked])
+    if problems.height:
+        problems = problems.sort("line", "column")
+    rejected = problems["line"].unique().sort().to_list()
+    valid = frame.filter(~pl.col("_line").is_in(rejected)).drop("_line")
+    return Report(kind_name, file_name, table.sha256, before, mapping, ignored, problems, notes, valid, rejected)
+
+
+def load(store: Store, report: Report, *, mode: str = "append", accept_valid: bool = False) -> int:
+    """Load a checked file in one transaction. Refused (FileProblem) when the report
+    has problems, unless ``accept_valid``: then the valid rows load and the rejected
+    ones are kept in the quarantine table. Returns the import_id."""
+    if not report.ok and not accept_valid:
+        raise FileProblem(f"{report.file_name}: {len(report.rejected_lines):,} rows were rejected; "
+                          "nothing was loaded (fix the file, or choose to load only the valid rows).")
+    kind = KINDS[report.kind]
+    return store.load_frames(
+        {kind.table: report.valid}, kind=report.kind, file_name=report.file_name, sha256=report.sha256,
+        mode=mode, rows_read=report.rows_read, rows_rejected=len(report.rejected_lines),
+        quarantine=report.problems if not report.ok else None,
+    )

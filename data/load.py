@@ -1,0 +1,121 @@
+"""Command-line loader: the same code path as the Data page.
+
+    python -m data.load KIND FILE [--db PATH] [--mode append|replace] [--preset NAME]
+                        [--map FIELD=HEADER ...] [--dry-run] [--accept-valid]
+                        [--month-first] [--report FILE.csv]
+
+KIND is one of: orders, customers, survey_responses, loyalty_members, loyalty_events,
+referrals, programme_costs. Exit 0 with a one-line summary when the rows load (or, with
+--dry-run, would load); exit 1 with the report when the file is rejected; exit 2 on bad
+usage. A bad file never produces a Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from data.config import db_path
+from data.importer import Report, Settings, check_file, load
+from data.kinds import KINDS
+from data.parse import FileProblem
+
+PRESETS = ("generic",)
+SHOWN = 50
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m data.load", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kind", choices=list(KINDS), metavar="KIND", help="what the file holds: " + ", ".join(KINDS))
+    ap.add_argument("file", type=Path, metavar="FILE", help="a CSV or TSV file")
+    ap.add_argument("--db", type=Path, help="the database (default: CM_DB_PATH, secrets.toml, data/warehouse.duckdb)")
+    ap.add_argument("--mode", choices=("append", "replace"), default="append",
+                    help="append upserts on the natural key (default); replace empties the table first")
+    ap.add_argument("--preset", choices=PRESETS, default="generic", help="the export format (default: generic)")
+    ap.add_argument("--map", action="append", default=[], metavar="FIELD=HEADER",
+                    help='map a field to a header, e.g. --map nps="How likely are you to recommend us?"')
+    ap.add_argument("--dry-run", action="store_true", help="check the file and report; load nothing")
+    ap.add_argument("--accept-valid", action="store_true",
+                    help="load the valid rows and keep the rejected ones in quarantine")
+    ap.add_argument("--month-first", action="store_true",
+                    help="read ambiguous dates as mm/dd/yyyy (default: dd/mm/yyyy)")
+    ap.add_argument("--report", type=Path, metavar="FILE.csv", help="write the rejected cells to this CSV")
+    args = ap.parse_args(argv)
+    explicit = {}
+    for item in args.map:
+        name, sep, header = item.partition("=")
+        if not sep or not name.strip() or not header.strip():
+            ap.error(f"--map takes FIELD=HEADER, not “{item}”")
+        explicit[name.strip()] = header.strip()
+    args.explicit = explicit
+    if not args.file.is_file():
+        ap.error(f"no such file: {args.file}")
+    return args
+
+
+def print_report(report: Report, out=sys.stdout) -> None:
+    print(report.summary(), file=out)
+    for note in report.notes:
+        print(f"note: {note}", file=out)
+    if report.ok:
+        return
+    print("\nproblems by rule:", file=out)
+    for row in report.counts().iter_rows(named=True):
+        print(f"  {row['rows']:>8,}  {row['column']}: {row['rule']}", file=out)
+    print(f"\nfirst {min(SHOWN, report.problems.height)} of {report.problems.height:,}:", file=out)
+    for row in report.problems.head(SHOWN).iter_rows(named=True):
+        print(f"  line {row['line']}, column “{row['column']}”, value “{row['value']}”: {row['reason']}", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = Settings(day_first=not args.month_first)
+    try:
+        raw = args.file.read_bytes()
+        report = check_file(raw, args.file.name, args.kind, explicit=args.explicit, settings=settings)
+    except FileProblem as e:
+        print(f"rejected: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return 1
+    if args.report and not report.ok:
+        args.report.write_bytes(report.problems_csv())
+    if args.dry_run:
+        print_report(report)
+        if report.ok:
+            print(f"dry run: {report.valid.height:,} rows would load into {args.kind}; nothing was changed.")
+            return 0
+        return 1
+    if not report.ok and not args.accept_valid:
+        print_report(report, sys.stderr)
+        print("\nnothing was loaded.", file=sys.stderr)
+        return 1
+    from data.store import Store
+
+    store = None
+    try:
+        store = Store(args.db or db_path())
+        import_id = load(store, report, mode=args.mode, accept_valid=args.accept_valid)
+        loaded = store.imports().filter(store.imports()["import_id"] == import_id)["rows_loaded"][0]
+    except FileProblem as e:
+        print(f"rejected: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # the database refused: nothing was changed (one transaction)
+        print(f"not loaded: {type(e).__name__}: {str(e).splitlines()[0]}. Nothing was changed.", file=sys.stderr)
+        return 1
+    finally:
+        if store is not None:
+            store.close()
+    for note in report.notes:
+        print(f"note: {note}")
+    extra = f", {len(report.rejected_lines):,} rows quarantined" if not report.ok else ""
+    print(f"loaded {loaded:,} rows into {args.kind} from {args.file.name} "
+          f"({report.rows_read:,} read{extra}; import #{import_id}, {args.mode}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
