@@ -34,6 +34,8 @@ from data.parse import FileProblem
 from data.store import ORDER_STATUSES, Store
 
 MAX_FIELD_BYTES = 1 << 20  # a cell larger than 1 MiB is not data we can use
+XLSX_MAX_UNPACKED = 1 << 30  # an .xlsx that unpacks to more than 1 GiB is refused
+XLSX_MAX_RATIO = 200  # ... as is one that unpacks to more than 200x its size (a zip bomb)
 PROBLEM_SCHEMA = {"line": pl.Int64, "column": pl.Utf8, "value": pl.Utf8, "rule": pl.Utf8, "reason": pl.Utf8}
 
 
@@ -113,7 +115,8 @@ def read_file(raw: bytes, file_name: str, *, header_rows: int = 1) -> RawTable:
     no data rows, ragged rows, an unterminated quote, an over-sized field."""
     kind = parse.sniff(raw, file_name)
     if kind == "xlsx":
-        raise FileProblem(f"{file_name}: Excel (.xlsx) files are not supported yet; save the sheet as CSV (UTF-8).")
+        headers, frame = _read_xlsx(raw, file_name, header_rows)
+        return RawTable(file_name, hashlib.sha256(raw).hexdigest(), "xlsx", "", headers, frame)
     text, encoding = parse.decode(raw, file_name)
     delimiter = parse.sniff_delimiter(text)
     records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
@@ -126,6 +129,14 @@ def read_file(raw: bytes, file_name: str, *, header_rows: int = 1) -> RawTable:
     headers = [h.strip() for h in header_records[0]]
     if not any(headers):
         raise FileProblem(f"{file_name}: the first row is empty; it must hold the column headers.")
+    _check_headers(headers, file_name)
+    frame = _read_records(text, file_name, delimiter, len(headers), header_rows)
+    if frame.height == 0:
+        raise FileProblem(f"{file_name}: the file has headers but no data rows.")
+    return RawTable(file_name, hashlib.sha256(raw).hexdigest(), encoding, delimiter, headers, frame)
+
+
+def _check_headers(headers: list[str], file_name: str) -> None:
     seen: dict[str, int] = {}
     for i, h in enumerate(headers, start=1):
         norm = parse.normalise_header(h)
@@ -134,10 +145,71 @@ def read_file(raw: bytes, file_name: str, *, header_rows: int = 1) -> RawTable:
         if norm in seen:
             raise FileProblem(f"{file_name}: the header “{h}” appears twice (columns {seen[norm]} and {i}).")
         seen[norm] = i
-    frame = _read_records(text, file_name, delimiter, len(headers), header_rows)
-    if frame.height == 0:
+
+
+def _cell_text(v: object) -> str | None:
+    """An Excel cell as the text a CSV export would hold: dates in ISO form, whole
+    numbers without '.0' (phone numbers, ids), other numbers as Python writes them."""
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return v.isoformat(sep=" ")
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return str(v)
+
+
+def _read_xlsx(raw: bytes, file_name: str, header_rows: int) -> tuple[list[str], pl.DataFrame]:
+    """The first sheet of an .xlsx, read with limits: the archive may not unpack to
+    more than 1 GiB or 200x its size (zip bombs), and XML entities are refused
+    (openpyxl parses through defusedxml). Line numbers are Excel's row numbers."""
+    import zipfile
+
+    import openpyxl
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            unpacked = sum(i.file_size for i in zf.infolist())
+    except zipfile.BadZipFile:
+        raise FileProblem(f"{file_name}: the Excel file is damaged (not a readable zip archive).") from None
+    if unpacked > XLSX_MAX_UNPACKED or unpacked > XLSX_MAX_RATIO * max(len(raw), 1) and unpacked > (50 << 20):
+        raise FileProblem(f"{file_name}: the Excel file would unpack to {unpacked / 2**20:,.0f} MB; "
+                          "it is refused as a possible zip bomb. Export the sheet as CSV instead.")
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+    except Exception as e:  # defusedxml's EntitiesForbidden, damaged XML, ...
+        reason = "it declares XML entities, which are refused" if "ntit" in type(e).__name__ + str(e) else f"it cannot be read ({type(e).__name__})"
+        raise FileProblem(f"{file_name}: the Excel file is refused: {reason}.") from None
+    try:
+        ws = wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        head = [next(rows, None) for _ in range(header_rows)]
+        if head[0] is None:
+            raise FileProblem(f"{file_name}: the first sheet is empty.")
+        headers = [(_cell_text(h) or "").strip() for h in head[0]]
+        while headers and not headers[-1]:
+            headers.pop()
+        _check_headers(headers, file_name)
+        n = len(headers)
+        cols: list[list[str | None]] = [[] for _ in range(n)]
+        lines: list[int] = []
+        for line, row in enumerate(rows, start=header_rows + 1):
+            cells = [_cell_text(v) for v in row[:n]]
+            if not any(c not in (None, "") for c in cells):
+                continue
+            if any(v not in (None, "") for v in row[n:]):
+                raise FileProblem(f"{file_name}: row {line} has values beyond the last headed column.")
+            cells += [None] * (n - len(cells))
+            for c, v in zip(cols, cells):
+                c.append(v)
+            lines.append(line)
+    finally:
+        wb.close()
+    if not lines:
         raise FileProblem(f"{file_name}: the file has headers but no data rows.")
-    return RawTable(file_name, hashlib.sha256(raw).hexdigest(), encoding, delimiter, headers, frame)
+    frame = pl.DataFrame({f"c{i}": pl.Series(c, dtype=pl.Utf8) for i, c in enumerate(cols)})
+    frame = frame.with_columns(pl.col(c).str.strip_chars() for c in frame.columns)
+    return headers, frame.with_columns(_line=pl.Series(lines, dtype=pl.Int64))
 
 
 def _read_records(text: str, file_name: str, delimiter: str, ncols: int, header_rows: int) -> pl.DataFrame:

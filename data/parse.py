@@ -432,8 +432,14 @@ _TRIM = " \t\r\n\u00a0\u202f\u2007\u2009₫đĐ$€£¥"
 _CURRENCY = r"(?i:vn[dđ]|usd|us\$|eur|đồng|dong|₫|[đ$€£¥])"
 _THOUSANDS_3 = r"^[-+]?[1-9]\d{0,2}\.\d{3}$"  # '1.234': one dot, three digits after
 _GROUPED = r"^[-+]?[1-9]\d{0,2}(?:(?:\.\d{3})+|(?:,\d{3})+)$"
-_DEC_COMMA = r"^[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+$"  # 1.234.567,50 / 12,5
-_DEC_DOT = r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)\.\d+$"  # 1,234,567.50
+# The decimal forms exclude what _GROUPED and the '1.234' rule read, so that no value
+# could be read two ways and the stages can run in any order.
+_DEC_COMMA = (  # 1.234.567,50 / 12,5 / 1234,567 / 0,500
+    r"^[-+]?(?:\d{1,3}(?:\.\d{3})+,\d+|\d+,\d{1,2}|\d+,\d{4,}|\d{4,},\d+|0+,\d+)$"
+)
+_DEC_DOT = (  # 1,234,567.50 / 12.5 / 1234.567 / 0.500
+    r"^[-+]?(?:\d{1,3}(?:,\d{3})+\.\d+|\d+\.\d{1,2}|\d+\.\d{4,}|\d{4,}\.\d+|0+\.\d+)$"
+)
 
 
 def _amt_plain(x: pl.Series) -> pl.Series:
@@ -486,12 +492,12 @@ def _amt_grouped(x: pl.Series) -> pl.Series:
     return _on_subset(x, g, _strip_seps, _F64)
 
 
-def _amt_decimal(x: pl.Series) -> pl.Series:
-    """'1.234.567,50', '12,5' (decimal comma) and '1,234,567.50' (decimal dot)."""
-    df = _select(x, c=_S.str.contains(_DEC_COMMA), d=_S.str.contains(_DEC_DOT))
-    comma = _on_subset(
+def _amt_dec_comma(x: pl.Series) -> pl.Series:
+    """'1.234.567,50', '12,5': the comma is the decimal mark."""
+    ok = _eval(x, _S.str.contains(_DEC_COMMA))
+    return _on_subset(
         x,
-        df["c"],
+        ok,
         lambda t: _eval(
             t,
             _S.str.replace_all(".", "", literal=True)
@@ -500,25 +506,31 @@ def _amt_decimal(x: pl.Series) -> pl.Series:
         ),
         _F64,
     )
-    dot = _on_subset(
-        x, df["d"], lambda t: _eval(t, _S.str.replace_all(",", "", literal=True).cast(_F64, strict=False)), _F64
+
+
+def _amt_dec_dot(x: pl.Series) -> pl.Series:
+    """'1,234,567.50': the dot is the decimal mark."""
+    ok = _eval(x, _S.str.contains(_DEC_DOT))
+    return _on_subset(
+        x, ok, lambda t: _eval(t, _S.str.replace_all(",", "", literal=True).cast(_F64, strict=False)), _F64
     )
-    return comma.fill_null(dot)
+
+
+_BODY_STAGES = (_amt_plain, _amt_grouped, _amt_dec_comma, _amt_dec_dot)
 
 
 def _amt_body(x: pl.Series) -> pl.Series:
-    """A cleaned number (sign, digits and separators only) -> Float64, null if unreadable."""
-    c = _Cascade(x, _F64)
-    # Plain and grouped read no value differently ('1.234' is 1234 either way), so the
-    # one the sample uses more goes first; the decimal forms must come after both.
+    """A cleaned number (sign, digits and separators only) -> Float64, null if unreadable.
+
+    No value matches two stages with different readings, so they run in the order the
+    sample uses most: a column in one format pays for one stage.
+    """
     sample = _sample(x)
-    if _hits(sample, _amt_grouped) > _hits(sample, _amt_plain):
-        c.apply(_amt_grouped)
-        c.apply(_amt_plain)
-    else:
-        c.apply(_amt_plain)
-        c.apply(_amt_grouped)
-    c.apply(_amt_decimal)
+    hits = [_hits(sample, f) for f in _BODY_STAGES]
+    order = sorted(range(len(_BODY_STAGES)), key=lambda i: -hits[i])
+    c = _Cascade(x, _F64)
+    for i in order:
+        c.apply(_BODY_STAGES[i])
     return c.values()
 
 
@@ -568,11 +580,11 @@ def _amt_messy(x: pl.Series) -> pl.Series:
 
 
 def _amount_runner(c: _Cascade) -> None:
-    # The trimmed stage reads plain numbers too; a first plain pass only pays off when
-    # most values are plain (it saves trimming them).
+    # The trimmed stage reads undecorated numbers too; reading them first untrimmed only
+    # pays off when most values have nothing to trim (it saves trimming them).
     sample = _sample(c.cur)
-    if _hits(sample, _amt_plain) * 2 >= len(sample):
-        c.apply(_amt_plain)
+    if _hits(sample, _amt_body) * 2 >= len(sample):
+        c.apply(_amt_body)
     c.apply(_amt_trimmed)
     c.apply(_amt_messy)
 
@@ -759,20 +771,20 @@ def _dt_offset_fast(x: pl.Series) -> pl.Series:
     ).filter(pl.col("cut").is_not_null())
     if not len(g):
         return _nulls(len(x), _DT)
-    df = _select(
-        tails,
-        cut=_S.replace_strict(g["t"], g["cut"], default=None, return_dtype=pl.Int64),
-        off=_S.replace_strict(g["t"], g["off"], default=None, return_dtype=pl.Int64),
-    )
-    has = df["cut"].is_not_null()
-    body = pl.DataFrame({"s": x, "cut": df["cut"]}).select(
-        pl.when(has).then(pl.col("s").str.head(-pl.col("cut")))
-    ).to_series()
+    if g["cut"].n_unique() == 1 and g["off"].n_unique() == 1:
+        # One offset for the whole column (all '+07:00', or all 'Z'): no per-row lookup.
+        has = _eval(tails, _S.is_in(g["t"].implode()))
+        cut, off = int(g["cut"][0]), int(g["off"][0])
+        body = _eval(x, _S.str.head(-cut))
+        shift: pl.Series | int = (off - 7 * 60) * 60_000_000
+    else:
+        idx = _eval(tails, _S.replace_strict(g["t"], pl.int_range(len(g), eager=True), default=None))
+        has = idx.is_not_null()
+        cuts, offs = g["cut"].gather(idx), g["off"].gather(idx)
+        body = pl.DataFrame({"s": x, "cut": cuts}).select(pl.col("s").str.head(-pl.col("cut"))).to_series()
+        shift = (offs - 7 * 60) * 60_000_000  # µs to subtract: the offset, less UTC+7
     naive = _on_subset(body, has, lambda t: _dt_formats(t, [(f, False) for f in _ISO_NAIVE]), _DT)
-    shift = (df["off"] - 7 * 60) * 60_000_000  # µs to subtract: offset minus UTC+7
-    out = pl.DataFrame({"n": naive, "d": shift}).select(
-        (pl.col("n").cast(pl.Int64) - pl.col("d")).cast(_DT)
-    ).to_series()
+    out = pl.select((naive.cast(pl.Int64) - shift).cast(_DT)).to_series()
     return pl.select(pl.when((out >= _FIXED_UTC7_FROM) & (out < _MAX_DT)).then(out)).to_series()
 
 

@@ -14,7 +14,9 @@ bound parameters.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,6 +172,16 @@ DATE_COLUMNS = {
     "referrals": "referred_at",
     "programme_costs": "period_start",
 }
+
+
+def _test_hold_in_transaction() -> None:
+    """Test hook: with ``CM_TEST_HOLD_IN_TRANSACTION=<path>`` a load writes that file
+    and waits, every row written but nothing committed, so a test can kill the
+    process right there (tests/test_import.py). Unset in normal use."""
+    marker = os.environ.get("CM_TEST_HOLD_IN_TRANSACTION")
+    if marker:
+        Path(marker).write_text("inside the transaction")
+        time.sleep(120)
 
 
 class Store:
@@ -334,6 +346,7 @@ class Store:
             cur.execute("DROP TABLE _keys")
             cur.execute("DROP TABLE _referenced")
             total = sum(f.height for f in frames.values())
+            _test_hold_in_transaction()
             cur.execute(
                 "INSERT INTO imports VALUES ($id, $kind, $file, $sha, $read, $loaded, $rejected, $mode, "
                 "$started, now()::TIMESTAMP, 'loaded')",

@@ -253,3 +253,91 @@ def test_excel_safe_report_csv():
     assert data.startswith(b"\xef\xbb\xbf")
     text = data.decode("utf-8-sig")
     assert "'=HYPERLINK" in text and "'=cmd" in text and "'-1" in text and "\n2," in text
+
+
+def _xlsx(rows: list[list]) -> bytes:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for r in rows:
+        ws.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def test_xlsx_with_vietnamese_headers_loads(db, tmp_path, capsys):
+    data = _xlsx([
+        ["Mã đơn hàng", "Mã khách hàng", "Ngày đặt hàng", "Thành tiền", "Trạng thái"],
+        ["SP1", "A", datetime(2024, 5, 1, 9, 30), 1234567, "Hoàn thành"],
+        [None, None, None, None, None],
+        ["SP2", "B", datetime(2024, 5, 2, 10, 0), 99000.0, "Đã hủy"],
+    ])
+    code, out = run(db, tmp_path, data, name="shopee.xlsx", capsys=capsys)
+    assert code == 0, out
+    s = Store(db)
+    assert s.query("SELECT order_id, revenue, status FROM orders WHERE order_id LIKE 'SP%' ORDER BY 1").rows() == [
+        ("SP1", 1234567.0, "completed"), ("SP2", 99000.0, "cancelled")]
+    s.close()
+
+
+def test_xlsx_errors_carry_excel_row_numbers(db, tmp_path, capsys):
+    data = _xlsx([["order_id", "customer_id", "ordered_at", "revenue", "status"],
+                  ["SP1", "A", "2024-05-01", 100, "completed"],
+                  ["SP2", "A", "2024-05-01", -100, "completed"]])
+    code, out = run(db, tmp_path, data, name="x.xlsx", capsys=capsys)
+    assert code == 1 and "line 3, column “revenue”" in out
+
+
+def test_xlsx_zip_bomb_and_xml_entities_are_refused(db, tmp_path, capsys):
+    before = snapshot(db)
+    # A zip that claims a 2 GB sheet inside a small archive.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.xml", "<workbook/>")
+        with z.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as f:
+            chunk = b"0" * (1 << 24)
+            for _ in range(70):  # 1.1 GB of zeros, a few MB compressed
+                f.write(chunk)
+    code, out = run(db, tmp_path, buf.getvalue(), name="bomb.xlsx", capsys=capsys)
+    assert code == 1 and "zip bomb" in out
+    # A billion-laughs style entity in the workbook XML.
+    good = _xlsx([["order_id"], ["1"]])
+    zin = zipfile.ZipFile(io.BytesIO(good))
+    out_buf = io.BytesIO()
+    with zipfile.ZipFile(out_buf, "w") as zout:
+        for item in zin.infolist():
+            body = zin.read(item.filename)
+            if item.filename in ("xl/workbook.xml", "xl/worksheets/sheet1.xml"):
+                body = b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>' + body
+            zout.writestr(item, body)
+    code, out = run(db, tmp_path, out_buf.getvalue(), name="laughs.xlsx", capsys=capsys)
+    assert code == 1 and "refused" in out
+    assert snapshot(db) == before
+
+
+def test_killing_the_loader_mid_import_leaves_the_prior_state(db, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    before = snapshot(db)
+    marker = tmp_path / "inside"
+    big = tmp_path / "big.csv"
+    big.write_text(csv_rows(*[f"K{i},A,2024-05-01 10:00,1000,completed,web" for i in range(20_000)]))
+    env = {**os.environ, "CM_TEST_HOLD_IN_TRANSACTION": str(marker)}
+    proc = subprocess.Popen([sys.executable, "-m", "data.load", "orders", str(big), "--db", str(db), "--mode", "replace"],
+                            cwd=Path(__file__).resolve().parent.parent, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not marker.exists():
+        assert proc.poll() is None, "the loader ended before reaching the transaction"
+        assert time.time() < deadline, "the loader never reached the transaction"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert snapshot(db) == before  # every row of the half-done import is gone
