@@ -31,6 +31,7 @@ import polars as pl
 from data import parse
 from data.kinds import CHANNEL_ALIASES, ENUM_ALIASES, KINDS, Kind
 from data.parse import FileProblem
+from data.presets import PRESETS, Preset, detect
 from data.store import ORDER_STATUSES, Store
 
 MAX_FIELD_BYTES = 1 << 20  # a cell larger than 1 MiB is not data we can use
@@ -226,7 +227,7 @@ def _read_records(text: str, file_name: str, delimiter: str, ncols: int, header_
             "SELECT * FROM read_csv($path, delim = $delim, quote = '\"', escape = '\"', header = false, "
             "skip = $skip, columns = $columns, strict_mode = true, null_padding = false, "
             "max_line_size = $max_line, all_varchar = true, auto_detect = false, new_line = $nl)",
-            params={"path": path, "delim": delimiter, "skip": _physical_lines(text, header_rows),
+            params={"path": path, "delim": delimiter, "skip": _physical_lines(text, header_rows, delimiter),
                     "columns": columns, "max_line": MAX_FIELD_BYTES * 2, "nl": "\\r\\n" if "\r\n" in text[:65536] else "\\n"},
         )
         frame = rel.pl()
@@ -235,34 +236,34 @@ def _read_records(text: str, file_name: str, delimiter: str, ncols: int, header_
     finally:
         con.close()
         Path(path).unlink(missing_ok=True)
-    frame = frame.with_columns(pl.col(c).str.strip_chars() for c in frame.columns)
     too_big = [c for c in frame.columns if (frame[c].str.len_bytes().max() or 0) > MAX_FIELD_BYTES]
     if too_big:
         c = too_big[0]
         row = int(frame[c].str.len_bytes().arg_max())
         raise FileProblem(f"{file_name}: a field in column {int(c[1:]) + 1} is larger than 1 MB "
                           f"(record {row + 1}); this is not a table export we can use.")
-    return frame.with_columns(_line=_line_numbers(text, header_rows, frame.height))
+    return frame.with_columns(_line=_line_numbers(text, header_rows, frame.height, delimiter))
 
 
-def _physical_lines(text: str, records: int) -> int:
-    """How many physical lines the first ``records`` records take (quoted newlines)."""
+def _physical_lines(text: str, records: int, delimiter: str) -> int:
+    """How many physical lines the first ``records`` records take (quoted newlines).
+    Only the start of the text is read: header records are short."""
     if records == 0:
         return 0
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text[: 1 << 20], newline=""), delimiter=delimiter)
     for _ in range(records):
         next(reader)
     return reader.line_num
 
 
-def _line_numbers(text: str, header_rows: int, n: int) -> pl.Series:
+def _line_numbers(text: str, header_rows: int, n: int, delimiter: str) -> pl.Series:
     """The physical line on which each data record starts. Fast when no field holds a
     newline (line = header lines + record number); otherwise counted by csv."""
     newlines = text.count("\n") + (0 if text.endswith("\n") else 1)
-    first = _physical_lines(text, header_rows) + 1
+    first = _physical_lines(text, header_rows, delimiter) + 1
     if newlines - (first - 1) == n:
         return pl.int_range(first, first + n, eager=True, dtype=pl.Int64)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     for _ in range(header_rows):
         next(reader)
     starts, prev = [], reader.line_num
@@ -333,19 +334,52 @@ def _problems(lines: pl.Series, raw: pl.Series, mask: pl.Series, column: str, ru
     )
 
 
-def convert(kind: Kind, raw: RawTable, mapping: dict[str, str], settings: Settings = Settings()) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """Turn the mapped text columns into typed canonical columns. Returns (frame with
-    ``_line`` and one column per field, problems, notes)."""
-    col_of = {h: f"c{i}" for i, h in enumerate(raw.headers)}
+@dataclass
+class Source:
+    """Text columns ready to map: ``frame`` holds one Utf8 column per column of the
+    file (after a preset's preparation) and ``_line``; ``labels`` gives the header text
+    to show in reports for each column."""
+
+    frame: pl.DataFrame
+    labels: dict[str, str]
+    file_name: str
+    sha256: str
+
+    def label(self, column: str) -> str:
+        """The header to show; a column a preset derived (``__status``) reads
+        ``status (derived)``."""
+        if column in self.labels:
+            return self.labels[column]
+        return f"{column[2:]} (derived)" if column.startswith("__") else column
+
+
+def source_for(table: RawTable, preset: Preset | None) -> Source:
+    """Columns named by the file's headers (generic), or by their normalised form and
+    prepared by the preset (for example one Shopify order per ``Name``)."""
+    if preset is None:
+        frame = table.frame.rename({f"c{i}": h for i, h in enumerate(table.headers)})
+        return Source(frame, {h: h for h in table.headers}, table.file_name, table.sha256)
+    norm = [parse.normalise_header(h) for h in table.headers]
+    frame = table.frame.rename({f"c{i}": n for i, n in enumerate(norm)})
+    if preset.prepare is not None:
+        frame = preset.prepare(frame)
+    return Source(frame, dict(zip(norm, table.headers)), table.file_name, table.sha256)
+
+
+def convert(kind: Kind, raw: Source, mapping: dict[str, str], settings: Settings = Settings()) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Turn the mapped text columns (``mapping``: field -> column of ``raw.frame``)
+    into typed canonical columns. Returns (frame with ``_line`` and one column per
+    field, problems named by the file's headers, notes)."""
     lines = raw.frame["_line"]
     out: dict[str, pl.Series] = {"_line": lines}
     problems: list[pl.DataFrame] = []
     notes: list[str] = []
     for f in kind.fields:
-        header = mapping.get(f.name)
-        if header is None:
+        column = mapping.get(f.name)
+        if column is None:
             continue
-        text = raw.frame[col_of[header]]
+        header = raw.label(column)
+        text = raw.frame[column]
         empty = text.is_null() | (text.str.strip_chars() == "")
         bad = None
         if f.type in ("id", "text"):
@@ -508,34 +542,77 @@ def _reason(check: str) -> str:
 # ---------------------------------------------------------------------------------
 # the whole pipeline
 # ---------------------------------------------------------------------------------
+def choose_preset(headers: list[str], kind_name: str, preset: str | None) -> Preset | None:
+    """``preset``: None to recognise one from the headers, ``"generic"`` for none, or
+    a preset's name (which must be for this kind)."""
+    if preset == "generic":
+        return None
+    if preset is None:
+        return detect(headers, kind_name)
+    if preset not in PRESETS:
+        raise FileProblem(f"unknown preset “{preset}” (presets: generic, {', '.join(PRESETS)}).")
+    if PRESETS[preset].kind != kind_name:
+        raise FileProblem(f"the preset “{preset}” is for {PRESETS[preset].kind}, not {kind_name}.")
+    return PRESETS[preset]
+
+
+def map_source(kind: Kind, src: Source, preset: Preset | None, explicit: dict[str, str] | None) -> tuple[dict[str, str], list[str]]:
+    """field -> column of ``src.frame``, and the file's headers left unused."""
+    columns = [c for c in src.frame.columns if c != "_line"]
+    if preset is None:
+        mapping, _ = match_columns(kind, columns, explicit)
+    else:
+        mapping = {f: c for f, c in preset.mapping.items() if c in src.frame.columns}
+        by_norm = {parse.normalise_header(src.label(c)): c for c in columns} | {c: c for c in columns}
+        for name, header in (explicit or {}).items():
+            if name not in {f.name for f in kind.fields}:
+                raise FileProblem(f"--map: “{name}” is not a field of {kind.name}.")
+            col = by_norm.get(parse.normalise_header(header))
+            if col is None:
+                raise FileProblem(f"--map {name}=“{header}”: the file has no such header.")
+            mapping[name] = col
+    used = set(mapping.values())
+    ignored = [src.label(c) for c in columns if c not in used and not c.startswith("__")]
+    return mapping, ignored
+
+
 def check_file(raw: bytes, file_name: str, kind_name: str, *, explicit: dict[str, str] | None = None,
-               settings: Settings = Settings(), header_rows: int = 1) -> Report:
+               settings: Settings = Settings(), preset: str | None = None) -> Report:
     """Read, map, convert and validate one file. Raises FileProblem for whole-file
-    problems; row problems are in the report."""
+    problems; row problems are in the report. ``preset``: see :func:`choose_preset`."""
     if kind_name not in KINDS:
         raise FileProblem(f"unknown kind “{kind_name}” (kinds: {', '.join(KINDS)}).")
     kind = KINDS[kind_name]
-    table = read_file(raw, file_name, header_rows=header_rows)
-    mapping, ignored = match_columns(kind, table.headers, explicit)
+    table = read_file(raw, file_name)
+    chosen = choose_preset(table.headers, kind_name, preset)
+    if chosen is not None and chosen.header_rows != 1:
+        table = read_file(raw, file_name, header_rows=chosen.header_rows)
+    src = source_for(table, chosen)
+    mapping, ignored = map_source(kind, src, chosen, explicit)
     missing = missing_fields(kind, mapping)
     if missing:
         raise FileProblem(
             f"{file_name}: no column for {', '.join(missing)}. Map them with --map FIELD=HEADER "
             f"(headers in the file: {', '.join('“' + h + '”' for h in table.headers)}).")
-    frame, problems, notes = convert(kind, table, mapping, settings)
+    frame, problems, notes = convert(kind, src, mapping, settings)
+    if chosen is not None:
+        notes.insert(0, f"Recognised as {chosen.label}." + (f" {chosen.note}" if chosen.note else ""))
     # Exact duplicate rows are one row; a key repeated with other values is a problem.
     before = frame.height
-    frame = frame.unique(subset=[c for c in frame.columns if c != "_line"], keep="first", maintain_order=True)
+    if kind.key in frame.columns and frame[kind.key].is_duplicated().any():
+        frame = frame.unique(subset=[c for c in frame.columns if c != "_line"], keep="first", maintain_order=True)
     if frame.height < before:
         notes.append(f"{before - frame.height:,} rows repeat another row exactly and were counted once.")
     # A cell that did not parse is reported once, as such, not again as "missing".
-    checked = validate(kind, frame, settings, mapping).join(problems.select("line", "column"), on=["line", "column"], how="anti")
+    labels = {f: src.label(c) for f, c in mapping.items()}
+    checked = validate(kind, frame, settings, labels).join(problems.select("line", "column"), on=["line", "column"], how="anti")
     problems = pl.concat([problems, checked])
     if problems.height:
         problems = problems.sort("line", "column")
     rejected = problems["line"].unique().sort().to_list()
     valid = frame.filter(~pl.col("_line").is_in(rejected)).drop("_line")
-    return Report(kind_name, file_name, table.sha256, before, mapping, ignored, problems, notes, valid, rejected)
+    rows_read = table.frame.height
+    return Report(kind_name, file_name, table.sha256, rows_read, labels, ignored, problems, notes, valid, rejected)
 
 
 def load(store: Store, report: Report, *, mode: str = "append", accept_valid: bool = False) -> int:

@@ -20,8 +20,8 @@ from data.config import db_path
 from data.importer import Report, Settings, check_file, load
 from data.kinds import KINDS
 from data.parse import FileProblem
+from data.presets import PRESETS
 
-PRESETS = ("generic",)
 SHOWN = 50
 
 
@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--db", type=Path, help="the database (default: CM_DB_PATH, secrets.toml, data/warehouse.duckdb)")
     ap.add_argument("--mode", choices=("append", "replace"), default="append",
                     help="append upserts on the natural key (default); replace empties the table first")
-    ap.add_argument("--preset", choices=PRESETS, default="generic", help="the export format (default: generic)")
+    ap.add_argument("--preset", choices=["generic", *PRESETS], default=None,
+                    help="the export format (default: recognised from the headers; generic: none)")
     ap.add_argument("--map", action="append", default=[], metavar="FIELD=HEADER",
                     help='map a field to a header, e.g. --map nps="How likely are you to recommend us?"')
     ap.add_argument("--dry-run", action="store_true", help="check the file and report; load nothing")
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(day_first=not args.month_first)
     try:
         raw = args.file.read_bytes()
-        report = check_file(raw, args.file.name, args.kind, explicit=args.explicit, settings=settings)
+        report = check_file(raw, args.file.name, args.kind, explicit=args.explicit, settings=settings,
+                            preset=args.preset)
     except FileProblem as e:
         print(f"rejected: {e}", file=sys.stderr)
         return 1

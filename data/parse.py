@@ -98,6 +98,7 @@ def sniff(raw: bytes, file_name: str) -> str:
     bytes, whatever the extension), a zip that is not an xlsx workbook, an old binary
     Excel file, and a text file containing NUL bytes (unless it is UTF-16 with a BOM).
     """
+    raw = bytes(raw) if not isinstance(raw, bytes | bytearray) else raw
     name = f"“{file_name}”"
     utf16 = raw[:2] in _BOM_UTF16
     start = 3 if raw.startswith(_BOM_UTF8) else 2 if utf16 else 0
@@ -165,6 +166,7 @@ def decode(raw: bytes, file_name: str) -> tuple[str, str]:
     when the file is clearly UTF-8 (valid multi-byte UTF-8 before the first bad byte) but
     damaged further on, rather than turning the whole file into mojibake as Windows-1258.
     """
+    raw = bytes(raw) if not isinstance(raw, bytes | bytearray) else raw
     name = f"“{file_name}”"
     view = memoryview(raw)
     if raw.startswith(_BOM_UTF8):
@@ -702,7 +704,7 @@ def _dt_expr(fmt: str, aware: bool) -> pl.Expr:
 def _excel_serial(x: pl.Series) -> pl.Series:
     """A plain number between 20000 and 80000: days since 1899-12-30, fraction = time."""
     f = _S.cast(_F64, strict=False)
-    us = (f * 86_400_000).round(0).cast(pl.Int64) * 1000 + _EXCEL_EPOCH_US
+    us = (f * 86_400_000).round(0).cast(pl.Int64, strict=False) * 1000 + _EXCEL_EPOCH_US
     return _eval(x, pl.when((f >= 20_000) & (f <= 80_000)).then(us.cast(_DT)))
 
 
@@ -793,9 +795,12 @@ def _dt_runner(day_first: bool) -> Callable[[_Cascade], None]:
 
     def runner(c: _Cascade) -> None:
         sample = _sample(c.cur)
-        if _hits(sample, _dt_offset_fast) * 2 >= len(sample):
+        offsets_first = _hits(sample, _dt_offset_fast) * 2 >= len(sample)
+        if offsets_first:
             c.apply(_dt_offset_fast)
         c.apply(lambda x: _dt_formats(x, fmts))
+        if not offsets_first:
+            c.apply(_dt_offset_fast)
         c.apply(_excel_serial)
         if c.pending:
             fixed = _fix_text(c.cur)
@@ -816,8 +821,8 @@ def date_order_evidence(s: pl.Series) -> dict:
     s = _as_text(s).drop_nulls()
     if not len(s):
         return {"dmy_only": 0, "mdy_only": 0, "ambiguous": 0}
-    # The first ten characters hold the date; their distinct values are few.
-    vc = _select(s, s=_S.str.strip_chars_start().str.slice(0, 10)).to_series().value_counts(name="n")
+    # The first characters hold the date, and their distinct values are few: count those.
+    vc = _select(s, s=_S.str.slice(0, 12)).to_series().value_counts(name="n")
     df = vc.select(
         pl.col("n"),
         fields=pl.col("s").str.extract_groups(_DM_FIELDS),

@@ -10,6 +10,7 @@ import streamlit as st
 from data import importer
 from data.kinds import KINDS
 from data.parse import FileProblem
+from data.presets import PRESETS
 from pages.ui import fmt, frame
 
 ctx = frame.context()
@@ -83,6 +84,8 @@ with st.form("import"):
     upload = st.file_uploader(ctx.t("imp.file"), type=["csv", "tsv", "txt", "xlsx"])
     a, b, c = st.columns(3)
     kind = a.selectbox(ctx.t("imp.kind"), list(KINDS), format_func=lambda k: KINDS[k].label(ctx.lang))
+    preset = a.selectbox(ctx.t("imp.preset"), ["auto", "generic", *PRESETS],
+                         format_func=lambda p: ctx.t(f"imp.preset.{p}") if p in ("auto", "generic") else PRESETS[p].label)
     mode = b.radio(ctx.t("imp.mode"), ["append", "replace"], format_func=lambda m: ctx.t(f"imp.mode.{m}"))
     day_first = c.checkbox(ctx.t("imp.day_first"), value=True)
     checked = st.form_submit_button(ctx.t("imp.check"), type="primary")
@@ -90,7 +93,8 @@ if checked and upload is not None:
     with st.spinner(ctx.t("imp.checking")):
         try:
             st.session_state["_cm_report"] = (
-                importer.check_file(upload.getvalue(), upload.name, kind, settings=importer.Settings(day_first=day_first)),
+                importer.check_file(upload.getvalue(), upload.name, kind, settings=importer.Settings(day_first=day_first),
+                                    preset=None if preset == "auto" else preset),
                 mode,
             )
         except FileProblem as e:

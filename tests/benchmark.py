@@ -12,6 +12,9 @@ Results print as a table and are written to bench_results/ (git-ignored) as JSON
 Measured per size:
 - generation: wall time of ``python -m data.demo`` (generate and load), peak RSS;
 - database size on disk;
+- import (``--import-rows N``): an orders CSV of N rows, loaded by DuckDB's own
+  ``CREATE TABLE ... AS SELECT * FROM read_csv(...)`` and by our import (read,
+  validate, load into a fresh database), each in its own process, with peak RSS;
 - overview: the Overview's computation (metrics.kpis.overview, default filters: last
   365 days against the previous period) cold (first call on a freshly opened
   database) and warm (median of 5 further calls; DuckDB's buffers warm, no result
@@ -135,7 +138,54 @@ def child_paint(db: str, customers: int) -> dict:
     return {"server_start_s": server_up, "first_load": loads[0], "warm_load": warm}
 
 
-CHILDREN = {"generate": child_generate, "overview": child_overview, "paint": child_paint}
+def child_import_csv(db: str, rows: int) -> dict:
+    """Write an orders CSV of ``rows`` rows (generic format) from the orders in ``db``,
+    repeating them with new order ids as needed. Returns its path and size."""
+    import duckdb
+
+    out = str(Path(db).with_name(f"orders_{rows}.csv"))
+    con = duckdb.connect(db, read_only=True)
+    n = con.execute("SELECT count(*) FROM orders").fetchall()[0][0]
+    copies = -(-rows // n)
+    con.execute(
+        f"COPY (SELECT 'R' || c.i || '-' || o.order_id AS order_id, customer_id, ordered_at, revenue, discount, "
+        f"gross_margin, channel, status, category FROM orders o, range({copies}) c(i) LIMIT {rows}) "
+        f"TO '{out}' (HEADER)"
+    )
+    con.close()
+    return {"path": out, "size_mb": Path(out).stat().st_size / 2**20}
+
+
+def child_duckdb_csv(csv_path: str, rows: int) -> dict:
+    """DuckDB's own CREATE TABLE ... AS SELECT * FROM read_csv(...): the yardstick."""
+    import duckdb
+
+    con = duckdb.connect()
+    t = time.perf_counter()
+    con.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{csv_path}')")
+    return {"seconds": time.perf_counter() - t, "peak_rss_mb": _rss_mb()}
+
+
+def child_import(csv_path: str, rows: int) -> dict:
+    """Our import end to end (read, validate, load into a fresh database)."""
+    from data import importer
+    from data.store import Store
+
+    db = str(Path(csv_path).with_suffix(".import.duckdb"))
+    for p in (Path(db), Path(db + ".wal")):
+        p.unlink(missing_ok=True)
+    t = time.perf_counter()
+    report = importer.check_file(Path(csv_path).read_bytes(), Path(csv_path).name, "orders")
+    checked = time.perf_counter() - t
+    store = Store(db)
+    importer.load(store, report, mode="replace")
+    store.close()
+    return {"seconds": time.perf_counter() - t, "check_s": checked, "ok": report.ok, "rows": report.rows_read,
+            "peak_rss_mb": _rss_mb()}
+
+
+CHILDREN = {"generate": child_generate, "overview": child_overview, "paint": child_paint,
+            "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import}
 
 
 def run_child(name: str, db: Path, customers: int) -> dict:
@@ -153,6 +203,8 @@ def main() -> int:
     ap.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--paint", action="store_true", help="also measure the app's first paint (needs chromium)")
     ap.add_argument("--paint-customers", type=int, default=20_000, help="demo size for --paint (the default size)")
+    ap.add_argument("--import-rows", type=int, default=0,
+                    help="also time importing an orders CSV of this many rows (e.g. 10000000) against DuckDB's read_csv")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write the databases (default: a temp dir)")
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
@@ -180,6 +232,16 @@ def main() -> int:
             v = ov[view]
             print(f"overview {view:15s} cold {v['cold_s']:6.3f} s   warm {v['warm_s']:6.3f} s")
         print(f"overview peak RSS {ov['peak_rss_mb']:6.0f} MB")
+    if args.import_rows:
+        source = workdir / f"bench_{max(args.customers)}.duckdb"
+        made = run_child("import_csv", source, args.import_rows)
+        duck = run_child("duckdb_csv", Path(made["path"]), args.import_rows)
+        ours = run_child("import", Path(made["path"]), args.import_rows)
+        results["import"] = {"rows": args.import_rows, "csv_mb": made["size_mb"], "duckdb": duck, "ours": ours}
+        print(f"\n== import of {args.import_rows:,} orders ({made['size_mb']:,.0f} MB CSV)")
+        print(f"DuckDB CREATE TABLE AS read_csv  {duck['seconds']:6.2f} s   peak RSS {duck['peak_rss_mb']:6.0f} MB")
+        print(f"our import (read, check, load)   {ours['seconds']:6.2f} s   peak RSS {ours['peak_rss_mb']:6.0f} MB   "
+              f"({ours['seconds'] / duck['seconds']:.1f}x; checking {ours['check_s']:.2f} s)")
     if args.paint:
         db = workdir / f"paint_{args.paint_customers}.duckdb"
         for p in (db, Path(str(db) + ".wal")):

@@ -341,3 +341,40 @@ def test_killing_the_loader_mid_import_leaves_the_prior_state(db, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert snapshot(db) == before  # every row of the half-done import is gone
+
+
+def test_quoted_newline_in_a_semicolon_file_keeps_line_numbers():
+    # Found by the property test: line numbers must be counted with the file's own delimiter.
+    content = 'order_id;customer_id;ordered_at;revenue;status;category\nO1;C;2024-01-01;10;completed;"a\nb"\nO2;C;2024-01-01;-5;completed;x\n'
+    report = importer.check_file(content.encode(), "semi.csv", "orders")
+    assert report.problems.select("line", "column").rows() == [(4, "revenue")]
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "presets"
+
+
+@pytest.mark.parametrize("fixture,kind,preset", [
+    ("shopify_orders.csv", "orders", "Shopify orders"),
+    ("shopee_orders.csv", "orders", "Shopee orders"),
+    ("tiktok_shop_orders.csv", "orders", "TikTok Shop"),
+    ("kiotviet_orders.csv", "orders", "KiotViet"),
+    ("woocommerce_orders_csv.csv", "orders", "WooCommerce"),
+    ("shopify_customers.csv", "customers", "Shopify customers"),
+    ("google_forms_vi.csv", "survey_responses", "Google Forms"),
+    ("typeform.csv", "survey_responses", "Typeform"),
+    ("surveymonkey.csv", "survey_responses", "SurveyMonkey"),
+    ("qualtrics.csv", "survey_responses", "Qualtrics"),
+])
+def test_preset_exports_are_recognised_and_read_end_to_end(fixture, kind, preset):
+    report = importer.check_file((FIXTURES / fixture).read_bytes(), fixture, kind)
+    assert report.notes[0].startswith("Recognised as") and preset in report.notes[0]
+    assert report.valid.height >= 2
+    assert set(report.problems["reason"].to_list()) <= {"unknown order status", "a required value is missing"}
+
+
+def test_shopify_line_items_count_each_order_once(db, tmp_path, capsys):
+    report = importer.check_file((FIXTURES / "shopify_orders.csv").read_bytes(), "shopify_orders.csv", "orders")
+    ids = report.valid["order_id"].to_list()
+    assert len(ids) == len(set(ids))  # one row per Name, its Total counted once
+    code, out = run(db, tmp_path, (FIXTURES / "shopify_orders.csv").read_bytes(), "--accept-valid", capsys=capsys)
+    assert code == 0 and "Recognised as Shopify orders export" in out
