@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 import io
 import re
 import tempfile
@@ -38,6 +39,40 @@ MAX_FIELD_BYTES = 1 << 20  # a cell larger than 1 MiB is not data we can use
 XLSX_MAX_UNPACKED = 1 << 30  # an .xlsx that unpacks to more than 1 GiB is refused
 XLSX_MAX_RATIO = 200  # ... as is one that unpacks to more than 200x its size (a zip bomb)
 PROBLEM_SCHEMA = {"line": pl.Int64, "column": pl.Utf8, "value": pl.Utf8, "rule": pl.Utf8, "reason": pl.Utf8}
+
+
+class MappingNeeded(FileProblem):
+    """Required fields have no column: the page offers a mapping step with
+    ``suggestions`` (field -> likely headers, best first)."""
+
+    def __init__(self, message: str, kind: str, headers: list[str], missing: list[str],
+                 suggestions: dict[str, list[str]], signature: str, mapping: dict[str, str]):
+        super().__init__(message)
+        self.kind, self.headers, self.missing = kind, headers, missing
+        self.suggestions, self.signature, self.mapping = suggestions, signature, mapping
+
+
+def header_signature(headers: list[str]) -> str:
+    """Identifies a file layout: the normalised headers, in any order."""
+    return hashlib.sha256("\x1f".join(sorted(parse.normalise_header(h) for h in headers)).encode()).hexdigest()[:16]
+
+
+def suggest(kind: Kind, headers: list[str], fields: list[str], n: int = 3) -> dict[str, list[str]]:
+    """For each field, the headers that look most like its name or aliases."""
+    import difflib
+
+    norm = {parse.normalise_header(h): h for h in headers}
+    out = {}
+    for name in fields:
+        f = kind.field(name)
+        scores: dict[str, float] = {}
+        for alias in (f.name.replace("_", " "), *f.aliases):
+            a = parse.normalise_header(alias)
+            for h_norm, h in norm.items():
+                r = difflib.SequenceMatcher(None, a, h_norm).ratio() + (0.3 if a in h_norm or h_norm in a else 0)
+                scores[h] = max(scores.get(h, 0.0), r)
+        out[name] = [h for h, sc in sorted(scores.items(), key=lambda x: -x[1]) if sc >= 0.45][:n]
+    return out
 
 
 @dataclass(frozen=True)
@@ -75,6 +110,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     valid: pl.DataFrame | None = None  # canonical rows without problems
     rejected_lines: list[int] = field(default_factory=list)
+    signature: str = ""  # the header signature (see header_signature)
 
     @property
     def ok(self) -> bool:
@@ -577,9 +613,12 @@ def map_source(kind: Kind, src: Source, preset: Preset | None, explicit: dict[st
 
 
 def check_file(raw: bytes, file_name: str, kind_name: str, *, explicit: dict[str, str] | None = None,
-               settings: Settings = Settings(), preset: str | None = None) -> Report:
+               settings: Settings = Settings(), preset: str | None = None,
+               remembered: Callable[[str], dict[str, str]] | None = None) -> Report:
     """Read, map, convert and validate one file. Raises FileProblem for whole-file
-    problems; row problems are in the report. ``preset``: see :func:`choose_preset`."""
+    problems (MappingNeeded when required fields have no column); row problems are
+    in the report. ``preset``: see :func:`choose_preset`. ``remembered``: looks up a
+    confirmed mapping by header signature (explicit entries win over it)."""
     if kind_name not in KINDS:
         raise FileProblem(f"unknown kind “{kind_name}” (kinds: {', '.join(KINDS)}).")
     kind = KINDS[kind_name]
@@ -588,13 +627,21 @@ def check_file(raw: bytes, file_name: str, kind_name: str, *, explicit: dict[str
     if chosen is not None and chosen.header_rows != 1:
         table = read_file(raw, file_name, header_rows=chosen.header_rows)
     src = source_for(table, chosen)
-    mapping, ignored = map_source(kind, src, chosen, explicit)
+    signature = header_signature(table.headers)
+    saved = remembered(signature) if remembered else {}
+    saved = {f: h for f, h in saved.items() if h in table.headers}
+    mapping, ignored = map_source(kind, src, chosen, {**saved, **(explicit or {})} if chosen is None else explicit)
     missing = missing_fields(kind, mapping)
     if missing:
-        raise FileProblem(
+        raise MappingNeeded(
             f"{file_name}: no column for {', '.join(missing)}. Map them with --map FIELD=HEADER "
-            f"(headers in the file: {', '.join('“' + h + '”' for h in table.headers)}).")
+            f"(headers in the file: {', '.join('“' + h + '”' for h in table.headers)}).",
+            kind_name, table.headers, missing, suggest(kind, table.headers, missing), signature,
+            {f: src.label(c) for f, c in mapping.items()})
     frame, problems, notes = convert(kind, src, mapping, settings)
+    if saved and chosen is None:
+        notes.insert(0, "Columns mapped as you confirmed for files with these headers: "
+                        + ", ".join(f"{f} = “{h}”" for f, h in saved.items()) + ".")
     if chosen is not None:
         notes.insert(0, f"Recognised as {chosen.label}." + (f" {chosen.note}" if chosen.note else ""))
     # Exact duplicate rows are one row; a key repeated with other values is a problem.
@@ -612,7 +659,9 @@ def check_file(raw: bytes, file_name: str, kind_name: str, *, explicit: dict[str
     rejected = problems["line"].unique().sort().to_list()
     valid = frame.filter(~pl.col("_line").is_in(rejected)).drop("_line")
     rows_read = table.frame.height
-    return Report(kind_name, file_name, table.sha256, rows_read, labels, ignored, problems, notes, valid, rejected)
+    report = Report(kind_name, file_name, table.sha256, rows_read, labels, ignored, problems, notes, valid, rejected)
+    report.signature = signature
+    return report
 
 
 def load(store: Store, report: Report, *, mode: str = "append", accept_valid: bool = False) -> int:

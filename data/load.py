@@ -70,13 +70,37 @@ def print_report(report: Report, out=sys.stdout) -> None:
         print(f"  line {row['line']}, column “{row['column']}”, value “{row['value']}”: {row['reason']}", file=out)
 
 
+def _remembered(args: argparse.Namespace):
+    """A lookup of the mappings confirmed on the Data page for this kind."""
+    from data.store import Store
+
+    path = args.db or db_path()
+
+    def lookup(signature: str) -> dict[str, str]:
+        if not path.exists():
+            return {}
+        try:
+            store = Store(path, read_only=True)
+        except Exception:  # locked by a running app, or not a database: no remembered mapping
+            return {}
+        try:
+            return store.remembered_mapping(args.kind, signature)
+        except Exception:  # a database from before mappings were remembered
+            return {}
+        finally:
+            store.close()
+
+    return lookup
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(day_first=not args.month_first)
     try:
         raw = args.file.read_bytes()
+        remembered = _remembered(args)
         report = check_file(raw, args.file.name, args.kind, explicit=args.explicit, settings=settings,
-                            preset=args.preset)
+                            preset=args.preset, remembered=remembered)
     except FileProblem as e:
         print(f"rejected: {e}", file=sys.stderr)
         return 1

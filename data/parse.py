@@ -478,14 +478,16 @@ def _hits(x: pl.Series, fn: Callable[[pl.Series], pl.Series]) -> int:
 
 def _strip_seps(t: pl.Series) -> pl.Series:
     """Digits grouped by '.' or ',' -> Float64 (drop the separators)."""
-    v = _eval(t, _S.str.replace_all(".", "", literal=True).cast(_F64, strict=False))
+    v = _eval(t, _without(".").cast(_F64, strict=False))
     missing = v.is_null()
-    if missing.any():
-        again = _on_subset(
-            t, missing, lambda u: _eval(u, _S.str.replace_all(",", "", literal=True).cast(_F64, strict=False)), _F64
-        )
-        v = v.fill_null(again)
+    if missing.any():  # grouped by commas
+        commas = _on_subset(t, missing, lambda u: _eval(u, _without(",").cast(_F64, strict=False)), _F64)
+        v = v.fill_null(commas)
     return v
+
+
+def _without(sep: str) -> pl.Expr:
+    return _S.str.replace_all(sep, "", literal=True)
 
 
 def _amt_grouped(x: pl.Series) -> pl.Series:

@@ -128,6 +128,12 @@ def _clean(c: str) -> pl.Expr:
     return pl.when(s == "").then(None).otherwise(s).alias(c)
 
 
+def _empty_as_null(c: str) -> pl.Expr:
+    """Empty cells as null (the importer has stripped every cell already; stripping
+    again costs more than the whole merge on wide exports)."""
+    return pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
+
+
 def _text(frame: pl.DataFrame, *names: str) -> pl.Expr:
     """The first non-empty value among the named columns that the frame has (null if
     it has none of them)."""
@@ -171,7 +177,9 @@ def _one_row_per(frame: pl.DataFrame, key: str, *, sums: dict[str, tuple[str, ..
     rows (a cell that is not an amount is passed on as it is, to be reported). Rows
     without a key are kept one by one, so that the importer reports them."""
     cols = [c for c in frame.columns if c != "_line"]
-    f = frame.with_columns(_clean(c) for c in cols)
+    f = frame.with_columns(_empty_as_null(c) for c in cols if c != key)
+    if key in f.columns:
+        f = f.with_columns(_clean(key))
     extra: list[pl.Expr] = []
     aggs: list[pl.Expr] = [pl.col("_line").first()]
     aggs += [pl.col(c).drop_nulls().first() for c in cols]

@@ -144,6 +144,19 @@ CREATE TABLE IF NOT EXISTS quarantine (
 """
 
 
+# Column mappings a person confirmed, per import kind and header signature, so the
+# next file with the same headers maps itself.
+MAPPINGS_DDL = """
+CREATE TABLE IF NOT EXISTS column_mappings (
+    kind VARCHAR NOT NULL,
+    signature VARCHAR NOT NULL,
+    field VARCHAR NOT NULL,
+    header VARCHAR NOT NULL,
+    saved_at TIMESTAMP NOT NULL
+)
+"""
+
+
 def _table_ddl(name: str) -> str:
     cols = [f"{col} {typ}" for col, typ in TABLES[name].items()]
     cols += [f"{key} INTEGER" for key in CUSTOMER_KEYS.get(name, {})]
@@ -211,6 +224,7 @@ class Store:
                 "CREATE TABLE IF NOT EXISTS meta (key VARCHAR NOT NULL, value VARCHAR)"
             )
             cur.execute(QUARANTINE_DDL)
+            cur.execute(MAPPINGS_DDL)
             for name in TABLES:
                 cur.execute(_table_ddl(name))
             have = cur.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
@@ -525,6 +539,24 @@ class Store:
 
     def imports(self) -> pl.DataFrame:
         return self.query("SELECT * FROM imports ORDER BY import_id DESC")
+
+    def remembered_mapping(self, kind: str, signature: str) -> dict[str, str]:
+        """The confirmed mapping (field -> header) for files of ``kind`` with these headers."""
+        rows = self.query(
+            "SELECT field, header FROM column_mappings WHERE kind = $k AND signature = $s",
+            {"k": kind, "s": signature},
+        ).rows()
+        return dict(rows)
+
+    def remember_mapping(self, kind: str, signature: str, mapping: dict[str, str]) -> None:
+        """Store a confirmed mapping, replacing any earlier one for the same headers."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM column_mappings WHERE kind = $k AND signature = $s", {"k": kind, "s": signature})
+            for field_name, header in mapping.items():
+                cur.execute(
+                    "INSERT INTO column_mappings VALUES ($k, $s, $f, $h, now()::TIMESTAMP)",
+                    {"k": kind, "s": signature, "f": field_name, "h": header},
+                )
 
     def quarantine(self) -> pl.DataFrame:
         """Rows that imports rejected but skipped: import_id, line, column, value, rule, reason."""

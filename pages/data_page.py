@@ -89,17 +89,44 @@ with st.form("import"):
     mode = b.radio(ctx.t("imp.mode"), ["append", "replace"], format_func=lambda m: ctx.t(f"imp.mode.{m}"))
     day_first = c.checkbox(ctx.t("imp.day_first"), value=True)
     checked = st.form_submit_button(ctx.t("imp.check"), type="primary")
-if checked and upload is not None:
+
+
+def _check(raw: bytes, name: str, kind: str, preset: str, day_first: bool, mode: str,
+           explicit: dict[str, str] | None = None) -> None:
+    """Check a file; keep the report, or the mapping step it needs, in the session."""
+    st.session_state.pop("_cm_report", None)
+    st.session_state.pop("_cm_mapping", None)
     with st.spinner(ctx.t("imp.checking")):
         try:
-            st.session_state["_cm_report"] = (
-                importer.check_file(upload.getvalue(), upload.name, kind, settings=importer.Settings(day_first=day_first),
-                                    preset=None if preset == "auto" else preset),
-                mode,
-            )
+            report = importer.check_file(
+                raw, name, kind, settings=importer.Settings(day_first=day_first), explicit=explicit,
+                preset=None if preset == "auto" else preset,
+                remembered=lambda sig: s.remembered_mapping(kind, sig))
+        except importer.MappingNeeded as e:
+            st.session_state["_cm_mapping"] = (e, raw, name, kind, preset, day_first, mode)
         except FileProblem as e:
-            st.session_state.pop("_cm_report", None)
             st.error(ctx.t("imp.rejected_file", reason=str(e)), icon=":material/block:")
+        else:
+            st.session_state["_cm_report"] = (report, mode)
+
+
+if checked and upload is not None:
+    _check(upload.getvalue(), upload.name, kind, preset, day_first, mode)
+if (need := st.session_state.get("_cm_mapping")) is not None:
+    problem, raw, name, m_kind, m_preset, m_day_first, m_mode = need
+    st.warning(ctx.t("imp.mapping_needed", fields=", ".join(problem.missing)), icon=":material/table_rows:")
+    with st.form("mapping"):
+        chosen = {}
+        for f in problem.missing:
+            options = problem.suggestions[f] + [h for h in problem.headers if h not in problem.suggestions[f]]
+            chosen[f] = st.selectbox(f, options, index=0 if problem.suggestions[f] else None, key=f"map_{f}")
+        remember = st.checkbox(ctx.t("imp.remember"), value=True)
+        apply = st.form_submit_button(ctx.t("imp.apply_mapping"), type="primary")
+    if apply:
+        explicit = {f: h for f, h in chosen.items() if h}
+        if remember and len(explicit) == len(problem.missing):
+            s.remember_mapping(m_kind, problem.signature, explicit)
+        _check(raw, name, m_kind, m_preset, m_day_first, m_mode, explicit)
 if (pending := st.session_state.get("_cm_report")) is not None:
     report, mode = pending
     st.markdown(ctx.t("imp.summary", file=report.file_name, read=fmt.number(report.rows_read, ctx.lang),

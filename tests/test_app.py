@@ -239,3 +239,24 @@ def test_data_page_shows_the_report_of_a_rejected_file(tiny_db, monkeypatch):
     at.get("file_uploader")[0].upload("x.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "text/csv")
     _button(at, "Check the file").click().run()
     assert any("File rejected" in e.value and "PNG" in e.value for e in at.error)
+
+
+def test_mapping_step_suggests_and_remembers(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, lang="en")
+    at.run()
+    at.switch_page("pages/data_page.py").run()
+    odd = "Số HĐ,KH,Lúc,Tiền (VND),TT\nW7,A,2024-05-01 10:00,1000,paid\n"
+    at.get("file_uploader")[0].upload("odd.csv", odd.encode(), "text/csv")
+    _button(at, "Check the file").click().run()
+    assert not at.exception, at.exception
+    assert any("No column found for" in w.value for w in at.warning)
+    for field, header in {"order_id": "Số HĐ", "customer_id": "KH", "ordered_at": "Lúc", "revenue": "Tiền (VND)", "status": "TT"}.items():
+        at.selectbox(key=f"map_{field}").set_value(header)
+    _button(at, "Apply and check again").click().run()
+    assert not at.exception, at.exception
+    assert "odd.csv: 1 rows read, 0 rejected." in texts(at)
+    # The same layout again maps itself.
+    at.get("file_uploader")[0].upload("odd2.csv", odd.replace("W7", "W8").encode(), "text/csv")
+    _button(at, "Check the file").click().run()
+    assert "odd2.csv: 1 rows read, 0 rejected." in texts(at)
+    assert any("as you confirmed" in i.value for i in at.info)

@@ -378,3 +378,23 @@ def test_shopify_line_items_count_each_order_once(db, tmp_path, capsys):
     assert len(ids) == len(set(ids))  # one row per Name, its Total counted once
     code, out = run(db, tmp_path, (FIXTURES / "shopify_orders.csv").read_bytes(), "--accept-valid", capsys=capsys)
     assert code == 0 and "Recognised as Shopify orders export" in out
+
+
+def test_the_loader_uses_a_mapping_confirmed_on_the_page(db, tmp_path, capsys):
+    headers = ["Số HĐ", "KH", "Lúc", "Tiền (VND)", "TT"]
+    odd = ",".join(headers) + "\nW7,A,2024-05-01 10:00,1000,paid\n"
+    code, out = run(db, tmp_path, odd, capsys=capsys)
+    assert code == 1 and "no column for order_id" in out
+    s = Store(db)
+    s.remember_mapping("orders", importer.header_signature(headers),
+                       {"order_id": "Số HĐ", "customer_id": "KH", "ordered_at": "Lúc", "revenue": "Tiền (VND)", "status": "TT"})
+    s.close()
+    code, out = run(db, tmp_path, odd, capsys=capsys)
+    assert code == 0 and "as you confirmed" in out and "loaded 1 rows" in out
+
+
+def test_suggestions_rank_likely_headers_first():
+    from data.kinds import KINDS
+
+    got = importer.suggest(KINDS["orders"], ["Ma don", "Ngay dat", "Tong tien thanh toan", "Ghi chu"], ["order_id", "revenue"])
+    assert got["order_id"][0] == "Ma don" and got["revenue"][0] == "Tong tien thanh toan"

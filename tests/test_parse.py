@@ -397,13 +397,17 @@ def test_parse_datetime_month_first():
 def test_parse_datetime_mixed_iso_and_day_first_in_one_series(engine):
     texts = ["2024-03-01 08:00:00", "02/03/2024 09:30", "2024-03-03", "04/03/2024", "45356"] * 200
     values, bad = run(parse_datetime, texts)
-    assert values[:5] == [dt("2024-03-01 08:00"), dt("2024-03-02 09:30"), dt("2024-03-03"), dt("2024-03-04"), dt("2024-03-05")]
+    assert values[:5] == [
+        dt("2024-03-01 08:00"), dt("2024-03-02 09:30"), dt("2024-03-03"), dt("2024-03-04"), dt("2024-03-05")
+    ]
     assert values[5:10] == values[:5]
     assert not any(bad)
 
 
 def test_offsets_convert_to_ho_chi_minh_local_time(engine):
-    texts = ["2024-06-30T23:30:00Z", "2024-06-30T18:30:00-05:00", "2024-07-01T06:30:00+07:00", "2024-07-01T08:30:00+09:00"]
+    texts = [
+        "2024-06-30T23:30:00Z", "2024-06-30T18:30:00-05:00", "2024-07-01T06:30:00+07:00", "2024-07-01T08:30:00+09:00"
+    ]
     values, _ = run(parse_datetime, texts * 300)  # large enough for the fast offset path
     assert set(values) == {dt("2024-07-01 06:30")}
     v, _ = parse_datetime(S(texts))
@@ -544,6 +548,32 @@ def test_parse_bool():
     values, bad = run(parse_bool, ["x", "", "X", None])  # a tick column: blank means no
     assert values == [True, False, True, False]
     assert not any(bad)
+
+
+@pytest.mark.parametrize(
+    "fn, pieces, filler",
+    [
+        (
+            parse_amount,
+            ["1.234", "12,5", "1.234.567", "1,234.5", "(1.000)", "-", "₫", " ", "0", ",", ".", "VND ", "0.500"],
+            "1.234.567 ₫",
+        ),
+        (
+            parse_datetime,
+            ["2024-01-05", "05/01/2024", " 10:23", "T10:23:45", "+07:00", "Z", "45292", "24", "/", ".5", " PM"],
+            "2024-01-05T10:23:45+07:00",
+        ),
+    ],
+)
+def test_a_value_reads_the_same_alone_or_in_any_column(fn, pieces, filler):
+    """The stages run in the order a column's sample favours; that order must never change
+    how a value is read."""
+    rng = random.Random(11)
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 3))) for _ in range(30)]
+    in_column = fn(S(texts + [filler] * 600))
+    for i, text in enumerate(texts):
+        alone = fn(S([text]))
+        assert (alone[0][0], alone[1][0]) == (in_column[0][i], in_column[1][i]), text
 
 
 def test_every_parser_keeps_length_on_all_null_and_all_empty_input():

@@ -148,6 +148,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "imp.field": ("Trường", "Field"),
     "imp.header": ("Tiêu đề trong tệp", "Header in the file"),
     "imp.ignored": ("Các cột không dùng: {cols}", "Columns not used: {cols}"),
+    "imp.mapping_needed": (
+        "Không tìm thấy cột cho: {fields}. Hãy chọn cột tương ứng trong tệp (gợi ý ở đầu danh sách).",
+        "No column found for: {fields}. Pick the matching column of the file (suggestions first).",
+    ),
+    "imp.remember": ("Ghi nhớ cách ghép cột này cho các tệp cùng tiêu đề", "Remember this mapping for files with the same headers"),
+    "imp.apply_mapping": ("Áp dụng và kiểm tra lại", "Apply and check again"),
     "imp.counts": ("Lỗi theo quy tắc", "Problems by rule"),
     "imp.problems": ("Các ô bị loại (dòng theo số dòng trong tệp)", "Rejected cells (lines as numbered in the file)"),
     "imp.download": ("Tải báo cáo lỗi (CSV)", "Download the report (CSV)"),
