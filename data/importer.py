@@ -16,11 +16,12 @@ and column names come from data.kinds / data.store, values are bound or register
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
-from collections.abc import Callable
 import io
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,8 +60,6 @@ def header_signature(headers: list[str]) -> str:
 
 def suggest(kind: Kind, headers: list[str], fields: list[str], n: int = 3) -> dict[str, list[str]]:
     """For each field, the headers that look most like its name or aliases."""
-    import difflib
-
     norm = {parse.normalise_header(h): h for h in headers}
     out = {}
     for name in fields:
@@ -268,7 +267,7 @@ def _read_records(text: str, file_name: str, delimiter: str, ncols: int, header_
         )
         frame = rel.pl()
     except duckdb.Error as e:
-        raise FileProblem(_csv_error(file_name, str(e), header_rows, text)) from None
+        raise FileProblem(_csv_error(file_name, str(e))) from None
     finally:
         con.close()
         Path(path).unlink(missing_ok=True)
@@ -309,15 +308,16 @@ def _line_numbers(text: str, header_rows: int, n: int, delimiter: str) -> pl.Ser
     return pl.Series(starts[:n], dtype=pl.Int64)
 
 
-def _csv_error(file_name: str, message: str, header_rows: int, text: str) -> str:
+def _csv_error(file_name: str, message: str) -> str:
+    """DuckDB's CSV error as a sentence for a person (its line, when it gives one)."""
     m = re.search(r"[Ll]ine:?\s*(\d+)", message)
     where = f" near line {int(m.group(1))}" if m else ""
     low = message.lower()
-    if "unterminated" in low or "quote" in low and "unterminated" in low:
+    if "unterminated" in low:
         reason = "a quoted field is never closed (an unterminated quote)"
-    elif "maximum line size" in low or "line size" in low:
+    elif "line size" in low:
         reason = "a field is larger than 1 MB"
-    elif "expected" in low and "column" in low or "too many" in low or "too few" in low:
+    elif ("expected" in low and "column" in low) or "too many" in low or "too few" in low:
         reason = "a row has a different number of fields than the header"
     else:
         reason = "the rows cannot be split into the header's columns"
@@ -333,15 +333,7 @@ def match_columns(kind: Kind, headers: list[str], explicit: dict[str, str] | Non
     field -> header, headers left unused). Raises FileProblem for an explicit mapping
     that names an unknown field or a header that is not in the file."""
     by_norm = {parse.normalise_header(h): h for h in headers}
-    fields = {f.name: f for f in kind.fields}
-    mapping: dict[str, str] = {}
-    for name, header in (explicit or {}).items():
-        if name not in fields:
-            raise FileProblem(f"--map: “{name}” is not a field of {kind.name} (fields: {', '.join(fields)}).")
-        h = by_norm.get(parse.normalise_header(header))
-        if h is None:
-            raise FileProblem(f"--map {name}=“{header}”: the file has no such header.")
-        mapping[name] = h
+    mapping = explicit_columns(kind, explicit, by_norm)
     taken = set(mapping.values())
     for f in kind.fields:
         if f.name in mapping:
@@ -353,6 +345,22 @@ def match_columns(kind: Kind, headers: list[str], explicit: dict[str, str] | Non
                 taken.add(h)
                 break
     return mapping, [h for h in headers if h not in taken]
+
+
+def explicit_columns(kind: Kind, explicit: dict[str, str] | None, by_norm: dict[str, str]) -> dict[str, str]:
+    """field -> column for a mapping a person gave (``--map`` or the mapping step);
+    ``by_norm`` finds a column by its normalised header. Raises FileProblem for an
+    unknown field or a header the file does not have."""
+    names = [f.name for f in kind.fields]
+    mapping = {}
+    for name, header in (explicit or {}).items():
+        if name not in names:
+            raise FileProblem(f"--map: “{name}” is not a field of {kind.name} (fields: {', '.join(names)}).")
+        column = by_norm.get(parse.normalise_header(header))
+        if column is None:
+            raise FileProblem(f"--map {name}=“{header}”: the file has no such header.")
+        mapping[name] = column
+    return mapping
 
 
 def missing_fields(kind: Kind, mapping: dict[str, str]) -> list[str]:
@@ -600,13 +608,7 @@ def map_source(kind: Kind, src: Source, preset: Preset | None, explicit: dict[st
     else:
         mapping = {f: c for f, c in preset.mapping.items() if c in src.frame.columns}
         by_norm = {parse.normalise_header(src.label(c)): c for c in columns} | {c: c for c in columns}
-        for name, header in (explicit or {}).items():
-            if name not in {f.name for f in kind.fields}:
-                raise FileProblem(f"--map: “{name}” is not a field of {kind.name}.")
-            col = by_norm.get(parse.normalise_header(header))
-            if col is None:
-                raise FileProblem(f"--map {name}=“{header}”: the file has no such header.")
-            mapping[name] = col
+        mapping |= explicit_columns(kind, explicit, by_norm)
     used = set(mapping.values())
     ignored = [src.label(c) for c in columns if c not in used and not c.startswith("__")]
     return mapping, ignored
@@ -659,9 +661,8 @@ def check_file(raw: bytes, file_name: str, kind_name: str, *, explicit: dict[str
     rejected = problems["line"].unique().sort().to_list()
     valid = frame.filter(~pl.col("_line").is_in(rejected)).drop("_line")
     rows_read = table.frame.height
-    report = Report(kind_name, file_name, table.sha256, rows_read, labels, ignored, problems, notes, valid, rejected)
-    report.signature = signature
-    return report
+    return Report(kind_name, file_name, table.sha256, rows_read, labels, ignored, problems, notes, valid, rejected,
+                  signature)
 
 
 def load(store: Store, report: Report, *, mode: str = "append", accept_valid: bool = False) -> int:
