@@ -447,17 +447,12 @@ _DEC_DOT = (  # 1,234,567.50 / 12.5 / 1234.567 / 0.500
 def _amt_plain(x: pl.Series) -> pl.Series:
     """A plain cast ('1234', '-1000', '12.5', '1e3'); a lone '1.234' means 1234."""
     f = _S.cast(_F64, strict=False)
-    f = pl.when(f.is_finite()).then(f)
-    a = f.abs()
-    digits = a.log10().floor() + 1
-    length = _S.str.len_bytes()
-    # Only values like '1.234' / '-12.345' can be thousands-grouped: 1 <= |v| < 1000 and
-    # exactly three digits after the dot. Confirm those few with a regex below.
-    cand = (a >= 1) & (a < 1000) & (length >= digits + 4) & (length <= digits + 5)
-    df = _select(x, v=f, c=cand.fill_null(False))
-    v, cand = df["v"], df["c"]
-    if cand.any():
-        fix = _on_subset(x, cand, lambda t: _eval(t, _S.str.contains(_THOUSANDS_3)), pl.Boolean)
+    v = _eval(x, pl.when(f.is_finite()).then(f))
+    # Only values like '1.234' / '-12.345' can be thousands-grouped: 1 <= |v| < 1000 with
+    # exactly three digits after one dot. Confirm those few with a regex.
+    small = ((v.abs() >= 1) & (v.abs() < 1000)).fill_null(False)
+    if small.any():
+        fix = _on_subset(x, small, lambda t: _eval(t, _S.str.contains(_THOUSANDS_3)), pl.Boolean)
         fix = fix.fill_null(False)
         if fix.any():
             v = pl.select(pl.when(fix).then((v * 1000).round(0)).otherwise(v)).to_series()
@@ -583,12 +578,25 @@ def _amt_messy(x: pl.Series) -> pl.Series:
     return _on_subset(t, t.is_not_null(), _signed, _F64)
 
 
+# Currency suffixes common enough to get a cheap stage of their own (longest first).
+_SUFFIXES = (" VNĐ", " VND", " vnđ", " vnd", "VNĐ", "VND", " ₫", " đ", "₫", "đ")
+
+
 def _amount_runner(c: _Cascade) -> None:
-    # The trimmed stage reads undecorated numbers too; reading them first untrimmed only
-    # pays off when most values have nothing to trim (it saves trimming them).
+    # The later stages read everything the earlier ones do; the early ones are only
+    # cheaper. A value the body reads after dropping a suffix consists of digits, signs and
+    # separators, so trimming it would have given the same text: the order cannot change
+    # a reading, only the cost.
     sample = _sample(c.cur)
     if _hits(sample, _amt_body) * 2 >= len(sample):
-        c.apply(_amt_body)
+        c.apply(_amt_body)  # nothing to trim
+    else:
+        ends = _select(sample, **{f"s{i}": _S.str.ends_with(sfx).sum() for i, sfx in enumerate(_SUFFIXES)})
+        counts = ends.row(0)
+        best = max(range(len(_SUFFIXES)), key=lambda i: counts[i])
+        if counts[best] * 2 >= len(sample):
+            sfx = _SUFFIXES[best]
+            c.apply(lambda x: _amt_body(_eval(x, _S.str.strip_suffix(sfx))))
     c.apply(_amt_trimmed)
     c.apply(_amt_messy)
 

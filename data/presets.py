@@ -21,10 +21,11 @@ Conventions
   that the importer reports it with its line (statuses it does not know, amounts that
   do not parse, ...).
 * ``mapping`` (canonical field -> column after prepare) covers every required field
-  of the preset's kind. Synthetic ``__`` columns always exist after prepare; a mapped
-  file column may be missing from a particular file (optional columns, and the
-  question columns of survey exports, whose texts are the survey author's own), so
-  callers take :func:`mapping_for` and let ``--map FIELD=HEADER`` fill the rest.
+  of the preset's kind. A mapped column may be missing from a particular file: an
+  optional column, a survey's question (its text is the survey author's own), or a
+  synthetic column whose source is absent (no e-mail collected, no NPS question). So
+  callers take :func:`mapping_for` and fill the fields it leaves out as for any file:
+  ``--map FIELD=HEADER`` first, then the generic aliases of data.kinds.
 
 Survey exports carry the survey author's own question texts. Each survey preset maps
 the standard wording of its tool where one exists (and the wordings of our fixtures);
@@ -38,7 +39,6 @@ username, KiotViet its customer code.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -189,7 +189,8 @@ def _one_row_per(frame: pl.DataFrame, key: str, *, sums: dict[str, tuple[str, ..
         for c in present:
             raw, v, bad = _amounts(f, c)
             vals.append(v.rename(f"{out}#v{len(vals)}"))
-            bads.append(pl.Series(f"{out}#b{len(bads)}", raw).zip_with(bad.fill_null(False), pl.Series([None] * len(raw), dtype=pl.Utf8)))
+            nothing = pl.Series([None] * len(raw), dtype=pl.Utf8)
+            bads.append(pl.Series(f"{out}#b{len(bads)}", raw).zip_with(bad.fill_null(False), nothing))
         if present:
             tmp = pl.DataFrame(vals + bads)
             row_val = tmp.select(
@@ -303,7 +304,8 @@ def _shopify_orders(frame: pl.DataFrame) -> pl.DataFrame:
         _text(f, "name").str.strip_chars_start("#").alias("__order_id"),
         _lower(_text(f, "email")).alias("__customer_id"),
         status.alias("__status"),
-        pl.when(_lower(_text(f, "source")) == "pos").then(pl.lit("store")).otherwise(pl.lit("website")).alias("__channel"),
+        pl.when(_lower(_text(f, "source")) == "pos").then(pl.lit("store")).otherwise(pl.lit("website"))
+        .alias("__channel"),
     )
     return _net_of_refunds(f, "total", ("refunded amount",), "__revenue")
 
@@ -407,7 +409,11 @@ COMMENT_VI = "bạn có góp ý gì thêm cho chúng tôi không?"
 
 
 def _email_customer(*emails: str) -> Prepare:
+    """customer = the collected e-mail address in lower case, when the file has one
+    (a form that does not collect e-mails has no customer column at all)."""
     def prepare(frame: pl.DataFrame) -> pl.DataFrame:
+        if not any(e in frame.columns for e in emails):
+            return frame
         return frame.with_columns(_lower(_text(frame, *emails)).alias("__customer_id"))
 
     return prepare
@@ -421,12 +427,13 @@ def _typeform(frame: pl.DataFrame) -> pl.DataFrame:
         return frame
     naive = pl.col(c).str.strip_chars().str.contains(r"^\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
     return frame.with_columns(
-        pl.when(naive.fill_null(False)).then(pl.col(c).str.strip_chars() + pl.lit(" +00:00")).otherwise(pl.col(c)).alias(c)
+        pl.when(naive.fill_null(False)).then(pl.col(c).str.strip_chars() + pl.lit(" +00:00"))
+        .otherwise(pl.col(c)).alias(c)
     )
 
 
 def _surveymonkey(frame: pl.DataFrame) -> pl.DataFrame:
-    f = frame.with_columns(_lower(_text(frame, "email address")).alias("__customer_id"))
+    f = _email_customer("email address")(frame)
     f = f.with_columns(_us_ampm_to_iso(c) for c in ("start date", "end date") if c in f.columns)
     if NPS_SURVEYMONKEY in f.columns:
         # Exported as answer text, the scale's end points carry their label:
@@ -440,7 +447,7 @@ def _surveymonkey(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _qualtrics(frame: pl.DataFrame) -> pl.DataFrame:
-    f = frame.with_columns(_lower(_text(frame, "recipientemail")).alias("__customer_id"))
+    f = _email_customer("recipientemail")(frame)
     # Qualtrics adds '<question>_NPS_GROUP' (1/2/3 = detractor/passive/promoter) beside
     # its NPS question type; the question's own column holds the 0-10 score.
     groups = [c[: -len("_nps_group")] for c in f.columns if c.endswith("_nps_group")]
@@ -487,7 +494,7 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "woocommerce_orders", "orders", "WooCommerce orders (WP All Export)",
-            ("order id", "order date", "order status", "order total"),
+            ("order id", "order date", "order status", "order total", "customer user id"),
             {"order_id": "order id", "customer_id": "__customer_id", "ordered_at": "order date",
              "revenue": "__revenue", "discount": "__discount", "status": "__status", "channel": "__channel"},
             prepare=_woo_prepare(
@@ -514,7 +521,7 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "woocommerce_orders_csv", "orders", "WooCommerce orders (Customer/Order CSV export)",
-            ("order_id", "order_date", "status", "order_total"),
+            ("order_id", "order_number", "order_date", "status", "shipping_total", "order_total", "payment_method"),
             {"order_id": "order_id", "customer_id": "__customer_id", "ordered_at": "order_date",
              "revenue": "__revenue", "discount": "__discount", "status": "__status", "channel": "__channel"},
             prepare=_woo_prepare(
