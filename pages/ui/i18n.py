@@ -124,10 +124,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "data.col.status": ("Trạng thái", "Status"),
     "imp.title": ("Nhập dữ liệu", "Import a file"),
     "imp.help": (
-        "Tải lên tệp CSV hoặc TSV (UTF-8, UTF-16 hoặc Windows-1258; dấu phân cách , ; tab hoặc |). "
+        "Tải lên tệp CSV, TSV hoặc Excel (.xlsx). CSV có thể là UTF-8, UTF-16 hoặc Windows-1258, phân cách bằng , ; tab hoặc |. "
         "Cột được nhận theo tên tiêu đề (tiếng Việt hoặc tiếng Anh), không theo vị trí. Tệp được kiểm tra toàn bộ trước khi nạp; "
         "mỗi lần nạp là trọn vẹn hoặc không gì cả, và có thể hoàn tác.",
-        "Upload a CSV or TSV file (UTF-8, UTF-16 or Windows-1258; separated by , ; tab or |). Columns are "
+        "Upload a CSV, TSV or Excel (.xlsx) file. CSV may be UTF-8, UTF-16 or Windows-1258, separated by , ; tab or |. Columns are "
         "recognised by their header (Vietnamese or English), never by position. The whole file is checked before "
         "anything loads; every load is all or nothing, and can be undone.",
     ),
