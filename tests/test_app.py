@@ -205,14 +205,24 @@ def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label.startswith(label))
 
 
-def test_data_page_upload_check_load_and_undo(tiny_db, monkeypatch):
-    at = app(tiny_db, monkeypatch, lang="en")
+def _data_page(db: Path, monkeypatch) -> AppTest:
+    at = app(db, monkeypatch, lang="en")
     at.run()
-    at.switch_page("pages/data_page.py").run()
-    good = "Mã đơn hàng,Mã khách hàng,Ngày đặt hàng,Thành tiền,Trạng thái\nW1,A,2024-05-01 10:00,\"1.000\",Đã giao\n"
-    at.get("file_uploader")[0].upload("orders.csv", good.encode(), "text/csv")
+    return at.switch_page("pages/data_page.py").run()
+
+
+def _check(at: AppTest, name: str, content: bytes) -> AppTest:
+    """Upload a file on the Data page and press "Check the file"."""
+    at.get("file_uploader")[0].upload(name, content, "text/csv")
     _button(at, "Check the file").click().run()
     assert not at.exception, at.exception
+    return at
+
+
+def test_data_page_upload_check_load_and_undo(tiny_db, monkeypatch):
+    at = _data_page(tiny_db, monkeypatch)
+    good = "Mã đơn hàng,Mã khách hàng,Ngày đặt hàng,Thành tiền,Trạng thái\nW1,A,2024-05-01 10:00,\"1.000\",Đã giao\n"
+    _check(at, "orders.csv", good.encode())
     assert "orders.csv: 1 rows read, 0 rejected." in texts(at)
     _button(at, "Load 1 rows").click().run()
     assert not at.exception, at.exception
@@ -224,31 +234,22 @@ def test_data_page_upload_check_load_and_undo(tiny_db, monkeypatch):
 
 
 def test_data_page_shows_the_report_of_a_rejected_file(tiny_db, monkeypatch):
-    at = app(tiny_db, monkeypatch, lang="en")
-    at.run()
-    at.switch_page("pages/data_page.py").run()
+    at = _data_page(tiny_db, monkeypatch)
     bad = "order_id,customer_id,ordered_at,revenue,status\nW1,A,31/02/2024,1000,completed\nW2,A,2024-05-01,-3,completed\n"
-    at.get("file_uploader")[0].upload("bad.csv", bad.encode(), "text/csv")
-    _button(at, "Check the file").click().run()
-    assert not at.exception, at.exception
+    _check(at, "bad.csv", bad.encode())
     assert "bad.csv: 2 rows read, 2 rejected." in texts(at)
     problems = next(d.value for d in at.dataframe if "Line" in d.value.columns)
     assert list(problems["Line"]) == [2, 3]
     assert list(problems["Reason"]) == ["not a date and time", "must be at least 0"]
     assert _button(at, "Load 0 rows").disabled
-    at.get("file_uploader")[0].upload("x.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "text/csv")
-    _button(at, "Check the file").click().run()
+    _check(at, "x.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     assert any("File rejected" in e.value and "PNG" in e.value for e in at.error)
 
 
 def test_mapping_step_suggests_and_remembers(tiny_db, monkeypatch):
-    at = app(tiny_db, monkeypatch, lang="en")
-    at.run()
-    at.switch_page("pages/data_page.py").run()
+    at = _data_page(tiny_db, monkeypatch)
     odd = "Số HĐ,KH,Lúc,Tiền (VND),TT\nW7,A,2024-05-01 10:00,1000,paid\n"
-    at.get("file_uploader")[0].upload("odd.csv", odd.encode(), "text/csv")
-    _button(at, "Check the file").click().run()
-    assert not at.exception, at.exception
+    _check(at, "odd.csv", odd.encode())
     assert any("No column found for" in w.value for w in at.warning)
     for field, header in {"order_id": "Số HĐ", "customer_id": "KH", "ordered_at": "Lúc", "revenue": "Tiền (VND)", "status": "TT"}.items():
         at.selectbox(key=f"map_{field}").set_value(header)
@@ -256,7 +257,6 @@ def test_mapping_step_suggests_and_remembers(tiny_db, monkeypatch):
     assert not at.exception, at.exception
     assert "odd.csv: 1 rows read, 0 rejected." in texts(at)
     # The same layout again maps itself.
-    at.get("file_uploader")[0].upload("odd2.csv", odd.replace("W7", "W8").encode(), "text/csv")
-    _button(at, "Check the file").click().run()
+    _check(at, "odd2.csv", odd.replace("W7", "W8").encode())
     assert "odd2.csv: 1 rows read, 0 rejected." in texts(at)
     assert any("as you confirmed" in i.value for i in at.info)
