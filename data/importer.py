@@ -162,14 +162,64 @@ def read_file(raw: bytes, file_name: str, *, header_rows: int = 1) -> RawTable:
         raise FileProblem(f"{file_name}: the file has no header row.") from None
     except csv.Error as e:
         raise FileProblem(f"{file_name}: the header cannot be read ({e}).") from None
-    headers = [h.strip() for h in header_records[0]]
-    if not any(headers):
-        raise FileProblem(f"{file_name}: the first row is empty; it must hold the column headers.")
-    _check_headers(headers, file_name)
+    headers = _settle_headers(header_records, file_name)
     frame = _read_records(text, file_name, delimiter, len(headers), header_rows)
     if frame.height == 0:
         raise FileProblem(f"{file_name}: the file has headers but no data rows.")
     return RawTable(file_name, hashlib.sha256(raw).hexdigest(), encoding, delimiter, headers, frame)
+
+
+def _settle_headers(records: list[list[str]], file_name: str) -> list[str]:
+    """The column headers from the header rows (the first row names the columns).
+
+    With more than one header row (SurveyMonkey), a blank header takes the last
+    named header and the second row's text: "Which channels? – Zalo". Two headers
+    that differ only in case (real Shopee exports) are both kept, the later one
+    as "… (2)". Then the headers must be non-empty and distinct."""
+    headers = [(h or "").strip() for h in records[0]]
+    if not any(headers):
+        raise FileProblem(f"{file_name}: the first row is empty; it must hold the column headers.")
+    if len(records) > 1:
+        last = ""
+        second = records[1]
+        for i, h in enumerate(headers):
+            if h:
+                last = h
+            elif last and i < len(second) and (second[i] or "").strip():
+                headers[i] = f"{last} – {(second[i] or '').strip()}"
+    seen: dict[str, str] = {}
+    for i, h in enumerate(headers):
+        norm = parse.normalise_header(h)
+        if norm in seen and seen[norm] != h:
+            n = 2
+            while parse.normalise_header(f"{h} ({n})") in seen:
+                n += 1
+            headers[i] = f"{h} ({n})"
+            norm = parse.normalise_header(headers[i])
+        seen.setdefault(norm, h)
+    _check_headers(headers, file_name)
+    return headers
+
+
+def peek_headers(raw: bytes, file_name: str) -> list[str]:
+    """The first row of a text file, unchecked (blank or repeated headers allowed), to
+    recognise a preset before its header rows are read. Reads at most the first MB."""
+    if parse.sniff(raw, file_name) != "text":
+        return []
+    head = raw[: 1 << 20]
+    if len(raw) > len(head) and b"\n" in head:
+        head = head.rsplit(b"\n", 1)[0]
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        head = head[: len(head) // 2 * 2]
+    try:
+        text, _ = parse.decode(head, file_name)
+    except FileProblem:
+        return []
+    try:
+        first = next(csv.reader(io.StringIO(text, newline=""), delimiter=parse.sniff_delimiter(text)), [])
+    except csv.Error:
+        return []
+    return [h.strip() for h in first]
 
 
 def _check_headers(headers: list[str], file_name: str) -> None:
@@ -222,10 +272,10 @@ def _read_xlsx(raw: bytes, file_name: str, header_rows: int) -> tuple[list[str],
         head = [next(rows, None) for _ in range(header_rows)]
         if head[0] is None:
             raise FileProblem(f"{file_name}: the first sheet is empty.")
-        headers = [(_cell_text(h) or "").strip() for h in head[0]]
-        while headers and not headers[-1]:
-            headers.pop()
-        _check_headers(headers, file_name)
+        first = [(_cell_text(h) or "").strip() for h in head[0]]
+        while first and not first[-1]:
+            first.pop()
+        headers = _settle_headers([first, *[[_cell_text(v) or "" for v in r] for r in head[1:] if r]], file_name)
         n = len(headers)
         cols: list[list[str | None]] = [[] for _ in range(n)]
         lines: list[int] = []
@@ -624,10 +674,15 @@ def check_file(raw: bytes, file_name: str, kind_name: str, *, explicit: dict[str
     if kind_name not in KINDS:
         raise FileProblem(f"unknown kind “{kind_name}” (kinds: {', '.join(KINDS)}).")
     kind = KINDS[kind_name]
-    table = read_file(raw, file_name)
-    chosen = choose_preset(table.headers, kind_name, preset)
-    if chosen is not None and chosen.header_rows != 1:
-        table = read_file(raw, file_name, header_rows=chosen.header_rows)
+    # Recognise the preset from the raw first row: a preset may need more header
+    # rows before the headers are complete (SurveyMonkey's blank question headers).
+    peeked = peek_headers(raw, file_name)
+    chosen = choose_preset(peeked, kind_name, preset) if peeked else None
+    table = read_file(raw, file_name, header_rows=chosen.header_rows if chosen else 1)
+    if not peeked:
+        chosen = choose_preset(table.headers, kind_name, preset)
+        if chosen is not None and chosen.header_rows != 1:
+            table = read_file(raw, file_name, header_rows=chosen.header_rows)
     src = source_for(table, chosen)
     signature = header_signature(table.headers)
     saved = remembered(signature) if remembered else {}

@@ -398,3 +398,25 @@ def test_suggestions_rank_likely_headers_first():
 
     got = importer.suggest(KINDS["orders"], ["Ma don", "Ngay dat", "Tong tien thanh toan", "Ghi chu"], ["order_id", "revenue"])
     assert got["order_id"][0] == "Ma don" and got["revenue"][0] == "Tong tien thanh toan"
+
+
+def test_headers_differing_only_in_case_are_both_kept():
+    # Real Shopee exports: a per-item and a per-order total whose headers differ in case only.
+    content = ("Mã đơn hàng,Mã khách hàng,Ngày đặt hàng,Trạng thái,Tổng số tiền Người mua thanh toán,"
+               "Tổng số tiền người mua thanh toán\nS1,A,2024-05-01,Hoàn thành,100,250\n")
+    report = importer.check_file(content.encode(), "shopee.csv", "orders",
+                                 explicit={"revenue": "Tổng số tiền người mua thanh toán (2)"})
+    assert report.ok and report.valid["revenue"].to_list() == [250.0]
+    with pytest.raises(importer.FileProblem, match="appears twice"):
+        importer.check_file(b"order_id,order_id\n1,2\n", "dup.csv", "orders")
+
+
+def test_surveymonkey_blank_question_headers_are_filled_from_the_second_row():
+    content = ("Respondent ID,Collector ID,Start Date,End Date,Which channels do you use?,,"
+               "How likely is it that you would recommend this company to a friend or colleague?\n"
+               ",,,,Zalo,Facebook,Response\n"
+               "101,9,05/01/2024 10:00:00 AM,05/01/2024 10:05:00 AM,Zalo,,9\n")
+    report = importer.check_file(content.encode(), "sm.csv", "survey_responses")
+    assert report.ok, report.problems
+    assert "SurveyMonkey" in report.notes[0]
+    assert "Which channels do you use? – Facebook" in report.ignored
