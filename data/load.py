@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = Store(args.db or db_path())
         import_id = load(store, report, mode=args.mode, accept_valid=args.accept_valid)
-        loaded = store.imports().filter(store.imports()["import_id"] == import_id)["rows_loaded"][0]
+        imports = store.imports()
+        loaded = imports.filter(imports["import_id"] == import_id)["rows_loaded"][0]
     except FileProblem as e:
         print(f"rejected: {e}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -107,9 +107,6 @@ class Filters:
         if self.inactivity_days < 1:
             raise ValueError("the inactivity window must be at least one day")
 
-    def with_period(self, start: date, end: date) -> Filters:
-        return replace(self, start=start, end=end)
-
     # -- SQL ----------------------------------------------------------------------
     def customer_condition(self, column: str = "customer_key") -> tuple[str, dict[str, Any]]:
         """SQL condition on a customer key column for the region and loyalty filters.
@@ -164,10 +161,6 @@ class Filters:
             f"FROM survey_responses WHERE {chan} AND {cust}"
         )
         return sql, {**p1, **p2}
-
-    # -- URL ------------------------------------------------------------------------
-    def cache_key(self) -> tuple:
-        return (self.start, self.end, self.channels, self.regions, self.loyalty, self.inactivity_days)
 
 
 def _bind(params: dict[str, Any], prefix: str, values: tuple[str, ...]) -> str:

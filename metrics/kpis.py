@@ -302,9 +302,6 @@ WHERE end_k >= m + 1 AND lapses GROUP BY end_k"""
     return sql, params
 
 
-SURVEY_MONTH_COLUMNS = ("nps_n", "promoters", "detractors", "csat_n", "satisfied", "ces_n")
-
-
 def _months_frame(raw: pl.DataFrame, surveys: pl.DataFrame, k0: int, k1: int, f: Filters) -> pl.DataFrame:
     """Sum the long rows of :func:`monthly_sql` per month, run the base and the
     cumulative sums over all history, keep months ``k0..k1`` and derive the rates."""
@@ -323,14 +320,8 @@ def _months_frame(raw: pl.DataFrame, surveys: pl.DataFrame, k0: int, k1: int, f:
         )
         .with_columns(customer_base=pl.col("base_start").shift(-1))
     )
-    if surveys.height:
-        m = m.join(surveys.with_columns(pl.col("k").cast(pl.Int32)), on="k", how="left")
-    else:
-        m = m.with_columns(
-            *(pl.lit(None, pl.Int64).alias(c) for c in SURVEY_MONTH_COLUMNS),
-            pl.lit(None, pl.Float64).alias("ces_mean"),
-            pl.lit(None, pl.Float64).alias("ces_sd"),
-        )
+    # The survey query is typed even when empty, so months without answers get nulls.
+    m = m.join(surveys.with_columns(pl.col("k").cast(pl.Int32)), on="k", how="left")
     m = m.filter(pl.col("k").is_between(k0, k1)).sort("k")
 
     def safe(num: pl.Expr, den: pl.Expr) -> pl.Expr:

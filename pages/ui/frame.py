@@ -68,9 +68,6 @@ def cache_key() -> tuple[str, str]:
 
 
 # -- the sidebar ---------------------------------------------------------------
-_WIDGET_KEYS = ("lang", "period", "range", "cmp", "channel", "region", "loyalty", "cur", "fx", "window")
-
-
 def _seed_from_url() -> None:
     """On a session's first run, put the URL's view into the widgets' state."""
     if st.session_state.get("_cm_seeded"):
@@ -122,8 +119,7 @@ def sidebar() -> Context:
         window = st.number_input(t("side.window", lang), min_value=7, max_value=730, step=1, key="window",
                                  help=t("side.window_help", lang))
     view = ViewState(
-        period=period if (period != "custom" or start) else "custom",
-        start=start, end=end, comparison=cmp, channels=tuple(channels), regions=tuple(regions),
+        period=period, start=start, end=end, comparison=cmp, channels=tuple(channels), regions=tuple(regions),
         loyalty=loyalty, lang=lang, currency=currency, fx=float(fx), inactivity_days=int(window),
     )
     st.query_params.from_dict(view.to_query_params())
