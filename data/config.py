@@ -37,3 +37,23 @@ def db_path(secrets_path: Path = SECRETS_PATH) -> Path:
 def truth_path(database: Path) -> Path:
     """The demo generator's ground-truth JSON, beside the database file."""
     return database.with_name(database.stem + ".truth.json")
+
+
+MEMORY_ENV_VAR = "CM_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "1500MB"
+
+
+def memory_limit(secrets_path: Path = SECRETS_PATH) -> str:
+    """DuckDB's memory limit for the store (``CM_DUCKDB_MEMORY_LIMIT``, else
+    ``[store] memory_limit`` in secrets.toml, else 1500MB). Beyond it DuckDB spills to
+    a temporary directory beside the database, so a 10-million-row import stays
+    within about 2 GB of memory in all."""
+    env = os.environ.get(MEMORY_ENV_VAR)
+    if env:
+        return env
+    if secrets_path.is_file():
+        with secrets_path.open("rb") as fh:
+            value = tomllib.load(fh).get("store", {}).get("memory_limit")
+        if value:
+            return str(value)
+    return DEFAULT_MEMORY_LIMIT

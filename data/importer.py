@@ -15,12 +15,14 @@ and column names come from data.kinds / data.store, values are bound or register
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import hashlib
 import io
 import re
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,11 +32,11 @@ import duckdb
 import pandera.polars as pa
 import polars as pl
 
-from data import parse
+from data import parse, staging
 from data.kinds import CHANNEL_ALIASES, ENUM_ALIASES, KINDS, Kind
 from data.parse import FileProblem
 from data.presets import PRESETS, Preset, detect
-from data.store import ORDER_STATUSES, Store
+from data.store import ORDER_STATUSES, Relation, Store
 
 MAX_FIELD_BYTES = 1 << 20  # a cell larger than 1 MiB is not data we can use
 XLSX_MAX_UNPACKED = 1 << 30  # an .xlsx that unpacks to more than 1 GiB is refused
@@ -97,7 +99,9 @@ class RawTable:
 
 @dataclass
 class Report:
-    """What a person needs to act on: counts per rule and every rejected cell."""
+    """What a person needs to act on: counts per rule and every rejected cell. The
+    checked rows wait in ``stage`` (a scratch database) until :func:`load` or
+    :meth:`close`."""
 
     kind: str
     file_name: str
@@ -107,13 +111,39 @@ class Report:
     ignored: list[str]  # headers that map to nothing
     problems: pl.DataFrame  # line, column, value, rule, reason
     notes: list[str] = field(default_factory=list)
-    valid: pl.DataFrame | None = None  # canonical rows without problems
     rejected_lines: list[int] = field(default_factory=list)
     signature: str = ""  # the header signature (see header_signature)
+    stage: staging.Stage | None = None
+    _valid: pl.DataFrame | None = None
 
     @property
     def ok(self) -> bool:
         return self.problems.height == 0
+
+    def valid_columns(self) -> list[str]:
+        cols = self.stage.con.sql(f"SELECT * FROM {self.stage.t('valid_rows')} LIMIT 0").columns
+        return [c for c in cols if c not in ("_row", "_line")]
+
+    @property
+    def valid(self) -> pl.DataFrame:
+        """The canonical rows without problems, in file order (read from the stage)."""
+        if self._valid is None:
+            if self.stage is None or self.stage.closed:
+                raise RuntimeError("this report's rows were loaded or discarded")
+            cols = ", ".join(staging.ident(c) for c in self.valid_columns())
+            self._valid = self.stage.sql(f"SELECT {cols} FROM {self.stage.t('valid_rows')} ORDER BY _row")
+        return self._valid
+
+    def valid_count(self) -> int:
+        """How many rows would load (counted in the stage, without fetching them)."""
+        if self._valid is not None:
+            return self._valid.height
+        return int(self.stage.rows(f"SELECT count(*) FROM {self.stage.t('valid_rows')}")[0][0])
+
+    def close(self) -> None:
+        """Drop the checked rows (after loading, or when the file is not wanted)."""
+        if self.stage is not None:
+            self.stage.close()
 
     def counts(self) -> pl.DataFrame:
         return self.problems.group_by("rule", "column").agg(pl.len().alias("rows")).sort("rows", descending=True)
@@ -420,24 +450,19 @@ def missing_fields(kind: Kind, mapping: dict[str, str]) -> list[str]:
 # ---------------------------------------------------------------------------------
 # convert and validate
 # ---------------------------------------------------------------------------------
-def _problems(lines: pl.Series, raw: pl.Series, mask: pl.Series, column: str, rule: str, reason: str) -> pl.DataFrame:
-    sel = pl.DataFrame({"line": lines, "value": raw}).filter(mask.fill_null(False))
-    return sel.select(
-        "line", pl.lit(column).alias("column"), pl.col("value").cast(pl.Utf8).str.slice(0, 200),
-        pl.lit(rule).alias("rule"), pl.lit(reason).alias("reason"),
-    )
-
-
 @dataclass
 class Source:
-    """Text columns ready to map: ``frame`` holds one Utf8 column per column of the
-    file (after a preset's preparation) and ``_line``; ``labels`` gives the header text
-    to show in reports for each column."""
+    """The columns a file offers for mapping: ``columns`` are their names (the headers,
+    or for a preset their normalised form and any columns its preparation derives);
+    ``labels`` gives the header text to show in reports. ``frame`` holds the text
+    columns (and ``_line``) when the file was read into Polars (Excel, a preset that
+    reshapes rows); a plain CSV is read by DuckDB straight into the stage."""
 
-    frame: pl.DataFrame
+    columns: list[str]
     labels: dict[str, str]
     file_name: str
     sha256: str
+    frame: pl.DataFrame | None = None
 
     def label(self, column: str) -> str:
         """The header to show; a column a preset derived (``__status``) reads
@@ -452,100 +477,20 @@ def source_for(table: RawTable, preset: Preset | None) -> Source:
     prepared by the preset (for example one Shopify order per ``Name``)."""
     if preset is None:
         frame = table.frame.rename({f"c{i}": h for i, h in enumerate(table.headers)})
-        return Source(frame, {h: h for h in table.headers}, table.file_name, table.sha256)
+        return Source(list(table.headers), {h: h for h in table.headers}, table.file_name, table.sha256, frame)
     norm = [parse.normalise_header(h) for h in table.headers]
     frame = table.frame.rename({f"c{i}": n for i, n in enumerate(norm)})
     if preset.prepare is not None:
         frame = preset.prepare(frame)
-    return Source(frame, dict(zip(norm, table.headers)), table.file_name, table.sha256)
+    columns = [c for c in frame.columns if c != "_line"]
+    return Source(columns, dict(zip(norm, table.headers)), table.file_name, table.sha256, frame)
 
 
-def convert(kind: Kind, raw: Source, mapping: dict[str, str], settings: Settings = Settings()) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """Turn the mapped text columns (``mapping``: field -> column of ``raw.frame``)
-    into typed canonical columns. Returns (frame with ``_line`` and one column per
-    field, problems named by the file's headers, notes)."""
-    lines = raw.frame["_line"]
-    out: dict[str, pl.Series] = {"_line": lines}
-    problems: list[pl.DataFrame] = []
-    notes: list[str] = []
-    for f in kind.fields:
-        column = mapping.get(f.name)
-        if column is None:
-            continue
-        header = raw.label(column)
-        text = raw.frame[column]
-        empty = text.is_null() | (text.str.strip_chars() == "")
-        bad = None
-        if f.type in ("id", "text"):
-            value = text.str.strip_chars()
-            if f.type == "id":
-                value = value.str.strip_chars_start("'")  # Shopify prefixes ids with '
-            value = pl.select(pl.when(empty).then(None).otherwise(value)).to_series()
-        elif f.type == "amount":
-            value, bad = parse.parse_amount(text)
-            reason = "not an amount"
-        elif f.type == "rate":
-            value, bad = parse.parse_rate(text)
-            reason = "not a rate or percentage"
-        elif f.type == "int":
-            value, bad = parse.parse_int(text)
-            reason = "not a whole number"
-        elif f.type in ("datetime", "date"):
-            ev = parse.date_order_evidence(text)
-            if ev["dmy_only"] and ev["mdy_only"]:
-                raise FileProblem(
-                    f"{raw.file_name}: column “{header}” mixes day-first dates (such as 31/01) and month-first "
-                    f"dates (such as 01/31); the file contradicts itself. Nothing was loaded.")
-            day_first = True if ev["dmy_only"] else False if ev["mdy_only"] else settings.day_first
-            if ev["ambiguous"] and not (ev["dmy_only"] or ev["mdy_only"]):
-                notes.append(f"“{header}”: every date could be read either way; read "
-                             f"{'day first (dd/mm/yyyy)' if day_first else 'month first (mm/dd/yyyy)'} "
-                             f"as the workspace setting says.")
-            fn = parse.parse_datetime if f.type == "datetime" else parse.parse_date
-            value, bad = fn(text, day_first=day_first)
-            reason = "not a date" if f.type == "date" else "not a date and time"
-        elif f.type == "phone":
-            value, bad = parse.parse_phone(text)
-            reason = "not a Vietnamese phone number"
-        elif f.type == "email":
-            value = text.str.strip_chars().str.to_lowercase()
-            bad = ~empty & ~value.str.contains(r"^[^@\s]+@[^@\s]+\.[^@\s]+$").fill_null(False)
-            reason = "not an email address"
-        elif f.type == "status":
-            value, bad = parse.map_status(text)
-            bad = bad & ~empty
-            reason = "unknown order status"
-        elif f.type == "channel":
-            folded = text.str.strip_chars().str.to_lowercase()
-            value = folded.replace_strict(CHANNEL_ALIASES, default=folded.str.replace_all(r"\s+", "_"), return_dtype=pl.Utf8)
-        elif f.type == "enum":
-            folded = text.str.strip_chars().str.to_lowercase()
-            value = folded.replace_strict(ENUM_ALIASES.get(f.name, {}), default=None, return_dtype=pl.Utf8)
-            bad = value.is_null() & ~empty
-            reason = f"not one of {', '.join(f.allowed)}"
-        else:  # pragma: no cover - every type is handled above
-            raise AssertionError(f.type)
-        if bad is not None:
-            problems.append(_problems(lines, text, bad, header, f"invalid_{f.type}", reason))
-        out[f.name] = value.alias(f.name)
-    frame = pl.DataFrame(out)
-    if "margin_rate" in frame.columns:
-        margin = frame.select(
-            pl.coalesce(pl.col("gross_margin") if "gross_margin" in frame.columns else pl.lit(None, pl.Float64),
-                        pl.col("revenue") * pl.col("margin_rate"))
-        ).to_series()
-        frame = frame.drop("margin_rate").with_columns(margin.alias("gross_margin"))
-    if kind.generated_key and kind.key not in frame.columns:
-        frame = frame.with_columns(
-            (pl.lit(raw.sha256[:12] + ":") + pl.col("_line").cast(pl.Utf8)).alias(kind.key))
-        notes.append(f"The file has no {kind.key}; each row's id is made from the file's hash and its line.")
-    probs = pl.concat(problems) if problems else pl.DataFrame(schema=PROBLEM_SCHEMA)
-    return frame, probs, notes
-
-
-def schema_for(kind: Kind, now: datetime) -> pa.DataFrameSchema:
+def schema_for(kind: Kind, now: datetime, *, unique: bool = True) -> pa.DataFrameSchema:
     """The Pandera schema of one kind, on the typed frame: required values, ranges,
-    allowed values, unique keys, and no dates in the future."""
+    allowed values, unique keys, and no dates in the future. The import checks the
+    file in batches with ``unique=False`` and checks keys over the whole file in SQL
+    (data.staging.dedupe)."""
     dtype = {"id": pl.Utf8, "text": pl.Utf8, "amount": pl.Float64, "rate": pl.Float64, "int": pl.Int64,
              "datetime": pl.Datetime("us"), "date": pl.Date, "phone": pl.Utf8, "email": pl.Utf8,
              "status": pl.Utf8, "channel": pl.Utf8, "enum": pl.Utf8}
@@ -566,7 +511,7 @@ def schema_for(kind: Kind, now: datetime) -> pa.DataFrameSchema:
             limit = now + timedelta(days=1)
             checks.append(_not_in_the_future(limit if f.type == "datetime" else limit.date()))
         cols[f.name] = pa.Column(dtype[f.type], checks=checks, nullable=not f.required,
-                                 unique=f.name == kind.key, required=f.required or f.name == kind.key)
+                                 unique=unique and f.name == kind.key, required=f.required or f.name == kind.key)
     return pa.DataFrameSchema(cols, strict=False, coerce=False)
 
 
@@ -583,43 +528,42 @@ RULE_REASONS = {
 }
 
 
-def validate(kind: Kind, frame: pl.DataFrame, settings: Settings = Settings(),
-             headers: dict[str, str] | None = None) -> pl.DataFrame:
-    """Pandera (lazy: every failure at once) plus the rules that span columns.
-    Returns problems with the file's line numbers, named by the file's headers
-    (``headers``: field -> header) where the field came from one."""
-    headers = headers or {}
+def validate(kind: Kind, frame: pl.DataFrame, settings: Settings = Settings(), *, unique: bool = True) -> pl.DataFrame:
+    """Pandera (lazy: every failure at once) plus the rules that span columns, on a
+    typed frame with a ``_row`` column. Returns problems as (_row, field, value,
+    rule, reason)."""
     now = settings.now or datetime.now()
     problems = []
     try:
-        schema_for(kind, now).validate(frame, lazy=True)
+        schema_for(kind, now, unique=unique).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as e:
         fc = e.failure_cases.filter(pl.col("index").is_not_null())
         if fc.height:
-            lines = frame["_line"].gather(fc["index"].cast(pl.Int64))
             problems.append(pl.DataFrame({
-                "line": lines,
-                "column": fc["column"].replace_strict(headers, default=fc["column"], return_dtype=pl.Utf8),
+                "_row": frame["_row"].gather(fc["index"].cast(pl.Int64)).cast(pl.Int64),
+                "field": fc["column"].cast(pl.Utf8),
                 "value": fc["failure_case"].cast(pl.Utf8).str.slice(0, 200),
                 "rule": fc["check"].str.replace(r"\(.*$", ""),
                 "reason": fc["check"].map_elements(_reason, return_dtype=pl.Utf8),
             }))
+    scores = [c for c in ("nps", "csat", "ces") if c in frame.columns]
     rules = {
         "referrals": [("referrer_id", pl.col("referrer_id") == pl.col("referred_id"), "self_referral",
                        "a customer cannot refer themselves")],
         "programme_costs": [("period_end", pl.col("period_end") < pl.col("period_start"), "period_order",
                              "the period ends before it starts")],
-        "survey_responses": [("nps", pl.all_horizontal(pl.col(c).is_null() for c in ("nps", "csat", "ces") if c in frame.columns)
-                              if any(c in frame.columns for c in ("nps", "csat", "ces")) else pl.lit(True),
+        "survey_responses": [("nps", pl.all_horizontal(pl.col(c).is_null() for c in scores) if scores else pl.lit(True),
                               "no_score", "the response has no NPS, CSAT or CES score")],
     }
-    for column, expr, rule, reason in rules.get(kind.name, []):
+    for column, expr, rule, why in rules.get(kind.name, []):
         if column in frame.columns or rule == "no_score":
             bad = frame.select(expr.fill_null(False)).to_series()
             if bad.any():
                 vals = frame[column].cast(pl.Utf8) if column in frame.columns else pl.Series([None] * frame.height, dtype=pl.Utf8)
-                problems.append(_problems(frame["_line"], vals, bad, headers.get(column, column), rule, reason))
-    return pl.concat(problems) if problems else pl.DataFrame(schema=PROBLEM_SCHEMA)
+                problems.append(pl.DataFrame({"_row": frame["_row"], "value": vals}).filter(bad).select(
+                    pl.col("_row").cast(pl.Int64), pl.lit(column).alias("field"), pl.col("value").str.slice(0, 200),
+                    pl.lit(rule).alias("rule"), pl.lit(why).alias("reason")))
+    return pl.concat(problems) if problems else pl.DataFrame(schema=staging.PROBLEM_ROW_SCHEMA)
 
 
 def _reason(check: str) -> str:
@@ -651,12 +595,12 @@ def choose_preset(headers: list[str], kind_name: str, preset: str | None) -> Pre
 
 
 def map_source(kind: Kind, src: Source, preset: Preset | None, explicit: dict[str, str] | None) -> tuple[dict[str, str], list[str]]:
-    """field -> column of ``src.frame``, and the file's headers left unused."""
-    columns = [c for c in src.frame.columns if c != "_line"]
+    """field -> column of ``src``, and the file's headers left unused."""
+    columns = src.columns
     if preset is None:
         mapping, _ = match_columns(kind, columns, explicit)
     else:
-        mapping = {f: c for f, c in preset.mapping.items() if c in src.frame.columns}
+        mapping = {f: c for f, c in preset.mapping.items() if c in columns}
         by_norm = {parse.normalise_header(src.label(c)): c for c in columns} | {c: c for c in columns}
         mapping |= explicit_columns(kind, explicit, by_norm)
     used = set(mapping.values())
@@ -664,60 +608,336 @@ def map_source(kind: Kind, src: Source, preset: Preset | None, explicit: dict[st
     return mapping, ignored
 
 
-def check_file(raw: bytes, file_name: str, kind_name: str, *, explicit: dict[str, str] | None = None,
+HEAD_BYTES = 1 << 20  # headers, delimiter and encoding are read from the first MiB
+
+
+class _Input:
+    """The uploaded bytes or a file on disk: content sniffed, SHA-256 and the NUL-byte
+    check computed in a background thread while DuckDB reads, and a UTF-8 file that
+    DuckDB can read (the file itself when it is UTF-8)."""
+
+    def __init__(self, raw: bytes | str | Path, file_name: str) -> None:
+        self.file_name = file_name
+        self.data = raw if isinstance(raw, bytes | bytearray) else None
+        self.path = None if self.data is not None else Path(raw)
+        self._temps: list[Path] = []
+        if self.data is not None:
+            self.head = bytes(self.data[:HEAD_BYTES])
+            self.kind = parse.sniff(self.data, file_name)  # the whole file: NUL bytes anywhere
+        else:
+            with open(self.path, "rb") as fh:
+                self.head = fh.read(HEAD_BYTES)
+            if self.head.startswith(b"PK"):  # a zip (an .xlsx?) is judged whole, and read whole
+                self.data, self.path = self.path.read_bytes(), None
+                self.kind = parse.sniff(self.data, file_name)
+            else:
+                self.kind = parse.sniff(self.head, file_name)
+        self._digest: list = []
+        self._thread = threading.Thread(target=self._hash, daemon=True)
+        self._thread.start()
+
+    def _hash(self) -> None:
+        h, nul = hashlib.sha256(), False
+        if self.data is not None:
+            h.update(self.data)
+        else:
+            with open(self.path, "rb") as fh:
+                while chunk := fh.read(8 << 20):
+                    h.update(chunk)
+                    nul = nul or b"\x00" in chunk
+        self._digest[:] = [h.hexdigest(), nul]
+
+    @property
+    def sha256(self) -> str:
+        self._thread.join()
+        return self._digest[0]
+
+    def check_nul(self) -> None:
+        """NUL bytes beyond the first MiB of a file on disk (sniff saw only the head)."""
+        self._thread.join()
+        if self._digest[1] and self.kind == "text" and self.head[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+            parse.sniff(b"x\x00", self.file_name)  # raises the same message as for the head
+
+    def whole(self) -> bytes:
+        return bytes(self.data) if self.data is not None else self.path.read_bytes()
+
+    def utf8_head(self) -> tuple[str, str] | None:
+        """(head text, encoding) when the file starts as UTF-8 (with or without BOM)."""
+        head = self.head
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return None
+        try:
+            text = codecs.getincrementaldecoder("utf-8")("strict").decode(head, final=False)
+        except UnicodeDecodeError:
+            return None
+        if text.startswith("\ufeff"):
+            return text[1:], "utf-8-sig"
+        return text, "utf-8"
+
+    def temp(self, content: bytes | None = None, text: str | None = None) -> Path:
+        with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as tmp:
+            if text is not None:
+                tmp.write(text.encode("utf-8"))
+            elif content is not None:
+                tmp.write(content)
+        path = Path(tmp.name)
+        self._temps.append(path)
+        return path
+
+    def utf8_path(self) -> Path:
+        return self.path if self.path is not None else self.temp(content=bytes(self.data))
+
+    def decoded(self) -> tuple[Path, str, str]:
+        """The file decoded by data.parse (UTF-16, Windows-1258, NFC) and written as
+        UTF-8: (path, head text, encoding)."""
+        text, encoding = parse.decode(self.whole(), self.file_name)
+        return self.temp(text=text), text[:HEAD_BYTES], encoding
+
+    def close(self) -> None:
+        for p in self._temps:
+            p.unlink(missing_ok=True)
+
+
+@dataclass
+class _Csv:
+    """How DuckDB reads a text file: the UTF-8 path, its delimiter, header lines."""
+
+    path: Path
+    head: str
+    encoding: str
+    delimiter: str
+    headers: list[str]
+    header_rows: int
+    header_lines: int  # physical lines taken by the header rows
+    newline: str
+
+    def relation(self) -> tuple[str, dict]:
+        columns = {f"c{i}": "VARCHAR" for i in range(len(self.headers))}
+        sql = ("read_csv($path, delim = $delim, quote = '\"', escape = '\"', header = false, skip = $skip, "
+               "columns = $columns, strict_mode = true, null_padding = false, max_line_size = $max_line, "
+               "all_varchar = true, auto_detect = false, new_line = $nl, encoding = 'utf-8')")
+        return sql, {"path": str(self.path), "delim": self.delimiter, "skip": self.header_lines,
+                     "columns": columns, "max_line": MAX_FIELD_BYTES, "nl": self.newline}
+
+
+def _csv_layout(path: Path, head: str, encoding: str, file_name: str, header_rows: int) -> _Csv:
+    if len(head) >= HEAD_BYTES // 4 and "\n" in head:
+        head = head.rsplit("\n", 1)[0] + "\n"
+    delimiter = parse.sniff_delimiter(head)
+    records = csv.reader(io.StringIO(head, newline=""), delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+    try:
+        header_records = [next(records) for _ in range(header_rows)]
+    except StopIteration:
+        raise FileProblem(f"{file_name}: the file has no header row.") from None
+    except csv.Error as e:
+        raise FileProblem(f"{file_name}: the header cannot be read ({e}).") from None
+    headers = _settle_headers([[parse._nfc(c) for c in r] for r in header_records], file_name)
+    return _Csv(path, head, encoding, delimiter, headers, header_rows, records.line_num,
+                "\\r\\n" if "\r\n" in head[:65536] else "\\n")
+
+
+def _record_lines(csv_in: _Csv, rows: int) -> pl.Series | None:
+    """The physical line each record starts on, when some field holds a newline
+    (None when line = header lines + 1 + record number)."""
+    newlines = 0
+    with open(csv_in.path, "rb") as fh:
+        last = b""
+        while chunk := fh.read(8 << 20):
+            newlines += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines = newlines + (0 if last == b"\n" else 1)
+    if lines == csv_in.header_lines + rows:
+        return None
+    with open(csv_in.path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=csv_in.delimiter)
+        for _ in range(csv_in.header_lines):
+            next(reader, None)
+        starts: list[int] = []
+        prev = reader.line_num
+        for record in reader:
+            if record:
+                starts.append(prev + 1)
+            prev = reader.line_num
+    return pl.Series(starts[:rows], dtype=pl.Int64)
+
+
+Progress = Callable[[float, str], None]
+
+
+def check_file(raw: bytes | str | Path, file_name: str, kind_name: str, *, explicit: dict[str, str] | None = None,
                settings: Settings = Settings(), preset: str | None = None,
-               remembered: Callable[[str], dict[str, str]] | None = None) -> Report:
-    """Read, map, convert and validate one file. Raises FileProblem for whole-file
-    problems (MappingNeeded when required fields have no column); row problems are
-    in the report. ``preset``: see :func:`choose_preset`. ``remembered``: looks up a
-    confirmed mapping by header signature (explicit entries win over it)."""
+               remembered: Callable[[str], dict[str, str]] | None = None, store: Store | None = None,
+               progress: Progress | None = None) -> Report:
+    """Read, map, type and validate one file (bytes, or a path). Raises FileProblem
+    for whole-file problems (MappingNeeded when required fields have no column); row
+    problems are in the report. ``preset``: see :func:`choose_preset`.
+    ``remembered``: looks up a confirmed mapping by header signature (explicit
+    entries win over it). With ``store``, the checked rows wait in a scratch
+    database inside the store's DuckDB, so :func:`load` copies nothing through
+    Python. ``progress(fraction, step)`` is called while reading and checking."""
     if kind_name not in KINDS:
         raise FileProblem(f"unknown kind “{kind_name}” (kinds: {', '.join(KINDS)}).")
     kind = KINDS[kind_name]
-    # Recognise the preset from the raw first row: a preset may need more header
-    # rows before the headers are complete (SurveyMonkey's blank question headers).
-    peeked = peek_headers(raw, file_name)
-    chosen = choose_preset(peeked, kind_name, preset) if peeked else None
-    table = read_file(raw, file_name, header_rows=chosen.header_rows if chosen else 1)
-    if not peeked:
+    say = progress or (lambda fraction, step: None)
+    inp = _Input(raw, file_name)
+    stage = None
+    try:
+        say(0.0, "reading")
+        src, chosen, csv_in, headers = _open(inp, kind_name, preset)
+        signature = header_signature(headers)
+        saved = remembered(signature) if remembered else {}
+        saved = {f: h for f, h in saved.items() if h in headers}
+        mapping, ignored = map_source(kind, src, chosen, {**saved, **(explicit or {})} if chosen is None else explicit)
+        missing = missing_fields(kind, mapping)
+        if missing:
+            raise MappingNeeded(
+                f"{file_name}: no column for {', '.join(missing)}. Map them with --map FIELD=HEADER "
+                f"(headers in the file: {', '.join('“' + h + '”' for h in headers)}).",
+                kind_name, headers, missing, suggest(kind, headers, missing), signature,
+                {f: src.label(c) for f, c in mapping.items()})
+        labels = {f: src.label(c) for f, c in mapping.items()}
+        notes: list[str] = []
+        if chosen is not None:
+            notes.append(f"Recognised as {chosen.label}." + (f" {chosen.note}" if chosen.note else ""))
+        if saved and chosen is None:
+            notes.append("Columns mapped as you confirmed for files with these headers: "
+                         + ", ".join(f"{f} = “{h}”" for f, h in saved.items()) + ".")
+        if store is not None:
+            stage = staging.Stage(store.cursor(), owner=store)
+        else:
+            stage = staging.Stage(duckdb.connect(), private=True)
+        position = {c: f"c{i}" for i, c in enumerate(src.columns)}
+        columns = {f: position[c] for f, c in mapping.items()}
+        reading = lambda p: say(0.8 * p, "reading")  # noqa: E731
+
+        if src.frame is not None:
+            frame = src.frame.select([*src.columns, "_line"]).rename(position)
+            stage.register("src", frame)
+            lines_of = lambda rows: frame["_line"].gather(rows)  # noqa: E731
+            typed = staging.type_source(stage, kind, stage.t("src"), columns, labels, day_first=settings.day_first,
+                                        sha256=inp.sha256, line_sql="t._line", carry=("_line",))
+        else:
+            typed, lines_of = _type_csv(stage, kind, inp, csv_in, columns, labels, settings, reading)
+        inp.check_nul()
+        notes += typed.notes
+        say(0.8, "checking")
+        problems, dropped = _check_rows(stage, kind, typed, settings)
+        if dropped:
+            notes.append(f"{dropped:,} rows repeat another row exactly and were counted once.")
+        rejected_rows = problems["_row"].unique()
+        staging.mark_rejected(stage, rejected_rows)
+        lines = pl.DataFrame({"_row": rejected_rows.sort(),
+                              "line": lines_of(rejected_rows.sort()) if len(rejected_rows) else pl.Series([], dtype=pl.Int64)})
+        problems = problems.join(lines, on="_row", how="left").select(
+            pl.col("line").cast(pl.Int64),
+            pl.col("field").replace_strict(labels, default=pl.col("field"), return_dtype=pl.Utf8).alias("column"),
+            "value", "rule", "reason",
+        ).sort("line", "column")
+        say(1.0, "checked")
+        report = Report(kind_name, file_name, inp.sha256, typed.rows, labels, ignored, problems, notes,
+                        problems["line"].unique().sort().to_list(), signature, stage)
+        stage = None
+        return report
+    finally:
+        if stage is not None:
+            stage.close()
+        inp.close()
+
+
+def _open(inp: _Input, kind_name: str, preset: str | None) -> tuple[Source, Preset | None, _Csv | None, list[str]]:
+    """Recognise the layout and decide how the rows are read: a text file straight by
+    DuckDB, an Excel file or a preset that reshapes rows through Polars."""
+    if inp.kind == "xlsx":
+        table = read_file(inp.whole(), inp.file_name)
         chosen = choose_preset(table.headers, kind_name, preset)
         if chosen is not None and chosen.header_rows != 1:
-            table = read_file(raw, file_name, header_rows=chosen.header_rows)
-    src = source_for(table, chosen)
-    signature = header_signature(table.headers)
-    saved = remembered(signature) if remembered else {}
-    saved = {f: h for f, h in saved.items() if h in table.headers}
-    mapping, ignored = map_source(kind, src, chosen, {**saved, **(explicit or {})} if chosen is None else explicit)
-    missing = missing_fields(kind, mapping)
-    if missing:
-        raise MappingNeeded(
-            f"{file_name}: no column for {', '.join(missing)}. Map them with --map FIELD=HEADER "
-            f"(headers in the file: {', '.join('“' + h + '”' for h in table.headers)}).",
-            kind_name, table.headers, missing, suggest(kind, table.headers, missing), signature,
-            {f: src.label(c) for f, c in mapping.items()})
-    frame, problems, notes = convert(kind, src, mapping, settings)
-    if saved and chosen is None:
-        notes.insert(0, "Columns mapped as you confirmed for files with these headers: "
-                        + ", ".join(f"{f} = “{h}”" for f, h in saved.items()) + ".")
-    if chosen is not None:
-        notes.insert(0, f"Recognised as {chosen.label}." + (f" {chosen.note}" if chosen.note else ""))
-    # Exact duplicate rows are one row; a key repeated with other values is a problem.
-    before = frame.height
-    if kind.key in frame.columns and frame[kind.key].is_duplicated().any():
-        frame = frame.unique(subset=[c for c in frame.columns if c != "_line"], keep="first", maintain_order=True)
-    if frame.height < before:
-        notes.append(f"{before - frame.height:,} rows repeat another row exactly and were counted once.")
+            table = read_file(inp.whole(), inp.file_name, header_rows=chosen.header_rows)
+        return source_for(table, chosen), chosen, None, table.headers
+    # Recognise the preset from the raw first row: a preset may need more header rows
+    # before the headers are complete (SurveyMonkey's blank question headers).
+    peeked = peek_headers(inp.head, inp.file_name)
+    chosen = choose_preset(peeked, kind_name, preset) if peeked else None
+    header_rows = chosen.header_rows if chosen else 1
+    if chosen is not None and chosen.prepare is not None:
+        table = read_file(inp.whole(), inp.file_name, header_rows=header_rows)
+        return source_for(table, chosen), chosen, None, table.headers
+    utf8 = inp.utf8_head()
+    if utf8 is not None:
+        csv_in = _csv_layout(inp.utf8_path(), utf8[0], utf8[1], inp.file_name, header_rows)
+    else:
+        path, head, encoding = inp.decoded()
+        csv_in = _csv_layout(path, head, encoding, inp.file_name, header_rows)
+    if chosen is None:
+        src = Source(list(csv_in.headers), {h: h for h in csv_in.headers}, inp.file_name, "")
+    else:
+        norm = [parse.normalise_header(h) for h in csv_in.headers]
+        src = Source(norm, dict(zip(norm, csv_in.headers)), inp.file_name, "")
+    return src, chosen, csv_in, csv_in.headers
+
+
+def _type_csv(stage: staging.Stage, kind: Kind, inp: _Input, csv_in: _Csv, columns: dict[str, str],
+              labels: dict[str, str], settings: Settings, reading: Callable[[float], None]):
+    """Type a text file straight from DuckDB's reader; a file that turns out not to be
+    UTF-8 past its first MiB is decoded by data.parse and read again."""
+    for attempt in (0, 1):
+        relation, params = csv_in.relation()
+        needs_lines = kind.generated_key and kind.key not in columns
+        line_sql, lines_table, record_lines = f"({csv_in.header_lines + 1} + t.rowid)", None, None
+        try:
+            if needs_lines:  # the key is made from the line: learn whether records span lines
+                rows = stage.rows(f"SELECT count(*) FROM {relation}", params)[0][0]
+                record_lines = _record_lines(csv_in, rows)
+                if record_lines is not None:
+                    stage.register("lines", pl.DataFrame({"_row": pl.int_range(0, len(record_lines), eager=True),
+                                                          "line": record_lines}))
+                    line_sql, lines_table = "ln.line", stage.t("lines")
+            typed = staging.type_source(stage, kind, relation, columns, labels, day_first=settings.day_first,
+                                        sha256=inp.sha256, line_sql=line_sql, lines_table=lines_table,
+                                        params=params, progress=reading)
+        except duckdb.Error as e:
+            if attempt == 0 and "unicode" in str(e).lower() and csv_in.encoding.startswith("utf-8"):
+                for t in ("typed", "lines"):
+                    stage.con.execute(f"DROP TABLE IF EXISTS {stage.t(t)}")
+                path, head, encoding = inp.decoded()
+                csv_in = _csv_layout(path, head, encoding, inp.file_name, csv_in.header_rows)
+                continue
+            raise FileProblem(_csv_error(inp.file_name, str(e))) from None
+        break
+    if typed.rows == 0:
+        raise FileProblem(f"{inp.file_name}: the file has headers but no data rows.")
+
+    counted = [needs_lines]
+
+    def lines_of(rows: pl.Series) -> pl.Series:
+        nonlocal record_lines
+        if not counted[0]:  # only a file with problems pays for counting its lines
+            record_lines, counted[0] = _record_lines(csv_in, typed.rows), True
+        if record_lines is None:
+            return (rows + csv_in.header_lines + 1).cast(pl.Int64)
+        return record_lines.gather(rows)
+
+    return typed, lines_of
+
+
+def _check_rows(stage: staging.Stage, kind: Kind, typed: staging.Typed, settings: Settings) -> tuple[pl.DataFrame, int]:
+    """Every row problem: values that did not read, keys repeated with different
+    values, and the Pandera schema (checked batch by batch on the typed rows)."""
+    columns = [c for c in stage.con.sql(f"SELECT * FROM {stage.t('final')} LIMIT 0").columns
+               if c not in ("_row", "_line")]
+    dropped, conflicts = (0, None)
+    if kind.key in columns:
+        dropped, conflicts = staging.dedupe(stage, kind, columns)
+    found = [typed.problems]
+    if conflicts is not None and conflicts.height:
+        found.append(conflicts.select(
+            pl.col("_row").cast(pl.Int64), pl.lit(kind.key).alias("field"), "value",
+            pl.lit("field_uniqueness").alias("rule"), pl.lit(RULE_REASONS["field_uniqueness"]).alias("reason")))
+    for batch in staging.batches(stage, columns):
+        found.append(validate(kind, batch, settings, unique=False))
     # A cell that did not parse is reported once, as such, not again as "missing".
-    labels = {f: src.label(c) for f, c in mapping.items()}
-    checked = validate(kind, frame, settings, labels).join(problems.select("line", "column"), on=["line", "column"], how="anti")
-    problems = pl.concat([problems, checked])
-    if problems.height:
-        problems = problems.sort("line", "column")
-    rejected = problems["line"].unique().sort().to_list()
-    valid = frame.filter(~pl.col("_line").is_in(rejected)).drop("_line")
-    rows_read = table.frame.height
-    return Report(kind_name, file_name, table.sha256, rows_read, labels, ignored, problems, notes, valid, rejected,
-                  signature)
+    checked = pl.concat(found[1:]) if len(found) > 1 else pl.DataFrame(schema=staging.PROBLEM_ROW_SCHEMA)
+    checked = checked.join(typed.problems.select("_row", "field"), on=["_row", "field"], how="anti")
+    return pl.concat([typed.problems, checked]), dropped
 
 
 def load(store: Store, report: Report, *, mode: str = "append", accept_valid: bool = False) -> int:
@@ -728,8 +948,16 @@ def load(store: Store, report: Report, *, mode: str = "append", accept_valid: bo
         raise FileProblem(f"{report.file_name}: {len(report.rejected_lines):,} rows were rejected; "
                           "nothing was loaded (fix the file, or choose to load only the valid rows).")
     kind = KINDS[report.kind]
-    return store.load_frames(
-        {kind.table: report.valid}, kind=report.kind, file_name=report.file_name, sha256=report.sha256,
-        mode=mode, rows_read=report.rows_read, rows_rejected=len(report.rejected_lines),
-        quarantine=report.problems if not report.ok else None,
-    )
+    stage = report.stage
+    if stage is not None and not stage.closed and stage.owner is store:
+        source: pl.DataFrame | Relation = Relation(stage.t("valid_rows"), report.valid_columns())
+    else:
+        source = report.valid
+    try:
+        return store.load_frames(
+            {kind.table: source}, kind=report.kind, file_name=report.file_name, sha256=report.sha256,
+            mode=mode, rows_read=report.rows_read, rows_rejected=len(report.rejected_lines),
+            quarantine=report.problems if not report.ok else None,
+        )
+    finally:
+        report.close()

@@ -96,46 +96,66 @@ def _remembered(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(day_first=not args.month_first)
+    from data.store import Store
+
+    store = None
+    if not args.dry_run:  # checked rows wait inside the store's DuckDB until they load
+        path = args.db or db_path()
+        try:
+            store = Store(path)
+        except Exception as e:  # locked by a running app, or not a database
+            print(f"cannot open the database {path}: {str(e).splitlines()[0]}. Nothing was changed.", file=sys.stderr)
+            return 1
     try:
-        raw = args.file.read_bytes()
+        return _check_and_load(args, settings, store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _check_and_load(args: argparse.Namespace, settings: Settings, store) -> int:
+    if store is not None:
+        def remembered(signature: str) -> dict[str, str]:
+            try:
+                return store.remembered_mapping(args.kind, signature)
+            except Exception:  # a database from before mappings were remembered
+                return {}
+    else:
         remembered = _remembered(args)
-        report = check_file(raw, args.file.name, args.kind, explicit=args.explicit, settings=settings,
-                            preset=args.preset, remembered=remembered)
+    try:
+        report = check_file(args.file, args.file.name, args.kind, explicit=args.explicit, settings=settings,
+                            preset=args.preset, remembered=remembered, store=store)
     except FileProblem as e:
         print(f"rejected: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"cannot read {args.file}: {e.strerror}", file=sys.stderr)
         return 1
-    if args.report and not report.ok:
-        args.report.write_bytes(report.problems_csv())
-    if args.dry_run:
-        print_report(report)
-        if report.ok:
-            print(f"dry run: {report.valid.height:,} rows would load into {args.kind}; nothing was changed.")
-            return 0
-        return 1
-    if not report.ok and not args.accept_valid:
-        print_report(report, sys.stderr)
-        print("\nnothing was loaded.", file=sys.stderr)
-        return 1
-    from data.store import Store
-
-    store = None
     try:
-        store = Store(args.db or db_path())
-        import_id = load(store, report, mode=args.mode, accept_valid=args.accept_valid)
-        imports = store.imports()
-        loaded = imports.filter(imports["import_id"] == import_id)["rows_loaded"][0]
-    except FileProblem as e:
-        print(f"rejected: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # the database refused: nothing was changed (one transaction)
-        print(f"not loaded: {type(e).__name__}: {str(e).splitlines()[0]}. Nothing was changed.", file=sys.stderr)
-        return 1
+        if args.report and not report.ok:
+            args.report.write_bytes(report.problems_csv())
+        if args.dry_run:
+            print_report(report)
+            if report.ok:
+                print(f"dry run: {report.valid.height:,} rows would load into {args.kind}; nothing was changed.")
+                return 0
+            return 1
+        if not report.ok and not args.accept_valid:
+            print_report(report, sys.stderr)
+            print("\nnothing was loaded.", file=sys.stderr)
+            return 1
+        try:
+            import_id = load(store, report, mode=args.mode, accept_valid=args.accept_valid)
+            imports = store.imports()
+            loaded = imports.filter(imports["import_id"] == import_id)["rows_loaded"][0]
+        except FileProblem as e:
+            print(f"rejected: {e}", file=sys.stderr)
+            return 1
+        except Exception as e:  # the database refused: nothing was changed (one transaction)
+            print(f"not loaded: {type(e).__name__}: {str(e).splitlines()[0]}. Nothing was changed.", file=sys.stderr)
+            return 1
     finally:
-        if store is not None:
-            store.close()
+        report.close()
     for note in report.notes:
         print(f"note: {note}")
     extra = f", {len(report.rejected_lines):,} rows quarantined" if not report.ok else ""

@@ -187,6 +187,16 @@ DATE_COLUMNS = {
 }
 
 
+@dataclass(frozen=True)
+class Relation:
+    """Rows already inside this store's DuckDB (an import's scratch table), named by
+    code, never by a file: ``name`` is a qualified table or view, ``columns`` the
+    canonical columns it holds."""
+
+    name: str
+    columns: list[str]
+
+
 def _test_hold_in_transaction() -> None:
     """Test hook: with ``CM_TEST_HOLD_IN_TRANSACTION=<path>`` a load writes that file
     and waits, every row written but nothing committed, so a test can kill the
@@ -204,7 +214,12 @@ class Store:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(self.path, read_only=read_only)
+        from data.config import memory_limit
+
+        config = {"memory_limit": memory_limit()}
+        if self.path != ":memory:":
+            config["temp_directory"] = str(Path(self.path).with_suffix(".tmp"))
+        self._con = duckdb.connect(self.path, read_only=read_only, config=config)
         self._write_lock = threading.Lock()
         if not read_only:
             self.ensure_schema()
@@ -252,6 +267,10 @@ class Store:
         finally:
             cur.close()
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the store's DuckDB instance (for an import's scratch work)."""
+        return self._con.cursor()
+
     def scalar(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> Any:
         cur = self._con.cursor()
         try:
@@ -294,7 +313,7 @@ class Store:
 
     def load_frames(
         self,
-        frames: Mapping[str, pl.DataFrame],
+        frames: Mapping[str, pl.DataFrame | Relation],
         *,
         kind: str,
         file_name: str | None = None,
@@ -314,6 +333,8 @@ class Store:
         added. With ``keep_undo`` every row an import replaces or deletes is kept in
         ``<table>__replaced`` so :meth:`undo_import` can restore it exactly.
 
+        A frame may also be a :class:`Relation`: rows already in this DuckDB (an
+        import's scratch database), read without a copy through Python.
         Column names must be canonical (see :data:`TABLES`); missing optional columns
         are loaded as NULL. Customer ids get their integer keys (existing ones keep
         theirs); ids referenced by any loaded row but missing from ``customers`` get a
@@ -325,8 +346,9 @@ class Store:
         unknown = set(frames) - set(TABLES)
         if unknown:
             raise ValueError(f"unknown tables: {sorted(unknown)}")
+        columns = {name: list(frame.columns) for name, frame in frames.items()}
         for name, frame in frames.items():
-            extra = set(frame.columns) - set(TABLES[name])
+            extra = set(columns[name]) - set(TABLES[name])
             if extra:
                 raise ValueError(f"{name}: unknown columns {sorted(extra)}")
         started = datetime.now()
@@ -334,12 +356,19 @@ class Store:
             import_id = int(
                 cur.execute("SELECT coalesce(max(import_id), 0) + 1 FROM imports").fetchall()[0][0]
             )
+            total = 0
             for name, frame in frames.items():
-                cur.register(f"src_{name}", frame)
-            self._assign_keys(cur, frames, mode)
+                if isinstance(frame, Relation):
+                    cols = ", ".join(f'"{c}"' for c in frame.columns)
+                    cur.execute(f"CREATE OR REPLACE TEMP VIEW src_{name} AS SELECT {cols} FROM {frame.name}")
+                    total += int(cur.execute(f"SELECT count(*) FROM src_{name}").fetchall()[0][0])
+                else:
+                    cur.register(f"src_{name}", frame)
+                    total += frame.height
+            self._assign_keys(cur, columns, mode)
             loaded = 0
-            for name, frame in frames.items():
-                loaded += self._load_table(cur, name, frame, import_id, mode, keep_undo)
+            for name in frames:
+                loaded += self._load_table(cur, name, columns[name], import_id, mode, keep_undo)
             # Customers referenced but not loaded get a minimal row (id and key only).
             cur.execute(
                 "INSERT INTO customers (customer_id, customer_key, import_id) "
@@ -355,11 +384,13 @@ class Store:
                     {"import_id": import_id},
                 )
                 cur.unregister("src_quarantine")
-            for name in frames:
-                cur.unregister(f"src_{name}")
+            for name, frame in frames.items():
+                if isinstance(frame, Relation):
+                    cur.execute(f"DROP VIEW src_{name}")
+                else:
+                    cur.unregister(f"src_{name}")
             cur.execute("DROP TABLE _keys")
             cur.execute("DROP TABLE _referenced")
-            total = sum(f.height for f in frames.values())
             _test_hold_in_transaction()
             cur.execute(
                 "INSERT INTO imports VALUES ($id, $kind, $file, $sha, $read, $loaded, $rejected, $mode, "
@@ -379,35 +410,34 @@ class Store:
         return import_id
 
     @staticmethod
-    def _load_table(cur: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, import_id: int,
+    def _load_table(cur: duckdb.DuckDBPyConnection, name: str, columns: list[str], import_id: int,
                     mode: str, keep_undo: bool) -> int:
-        """Insert one frame (registered as ``src_<name>``); return the rows written."""
+        """Insert one source (registered as ``src_<name>``, holding ``columns``);
+        return the rows written."""
         cols = TABLES[name]
         keys = CUSTOMER_KEYS.get(name, {})
         key = KEYS[name]
         select = [
-            f"CAST(src.{c} AS {cols[c].replace(' NOT NULL', '')}) AS {c}" if c in frame.columns else f"NULL AS {c}"
+            f"CAST(src.{c} AS {cols[c].replace(' NOT NULL', '')}) AS {c}" if c in columns else f"NULL AS {c}"
             for c in cols
         ]
         joins = []
         for i, (kcol, id_col) in enumerate(keys.items()):
-            if id_col not in frame.columns:
+            if id_col not in columns:
                 select.append(f"CAST(NULL AS INTEGER) AS {kcol}")
                 continue
             select.append(f"k{i}.customer_key AS {kcol}")
             joins.append(f"LEFT JOIN _keys k{i} ON k{i}.customer_id = src.{id_col}")
         all_cols = [*cols, *keys]
-        cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {', '.join(select)} "
-            f"FROM src_{name} AS src {' '.join(joins)}"
-        )
+        rows = f"SELECT {', '.join(select)} FROM src_{name} AS src {' '.join(joins)}"
         if mode == "append":
             # Only rows that differ from what is stored (new keys or changed values).
             cur.execute(
-                f"CREATE OR REPLACE TEMP TABLE _new AS SELECT * FROM _new "
+                f"CREATE OR REPLACE TEMP TABLE _new AS {rows} "
                 f"EXCEPT SELECT {', '.join(all_cols)} FROM {name}"
             )
             doomed = f"{key} IN (SELECT {key} FROM _new)"
+            rows = "SELECT * FROM _new"
         else:
             doomed = "TRUE"
         if keep_undo:
@@ -420,12 +450,13 @@ class Store:
                 {"import_id": import_id},
             )
         cur.execute(f"DELETE FROM {name} WHERE {doomed}")
-        cur.execute(
-            f"INSERT INTO {name} ({', '.join(all_cols)}, import_id) SELECT *, $import_id FROM _new",
+        # Replace inserts straight from the source: no intermediate copy of a big file.
+        written = int(cur.execute(
+            f"INSERT INTO {name} ({', '.join(all_cols)}, import_id) SELECT *, $import_id FROM ({rows})",
             {"import_id": import_id},
-        )
-        written = int(cur.execute("SELECT count(*) FROM _new").fetchall()[0][0])
-        cur.execute("DROP TABLE _new")
+        ).fetchall()[0][0])
+        if mode == "append":
+            cur.execute("DROP TABLE _new")
         return written
 
     def undo_import(self, import_id: int) -> dict[str, int]:
@@ -489,7 +520,7 @@ class Store:
         ).fetchall()[0][0])
 
     @staticmethod
-    def _assign_keys(cur: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFrame], mode: str) -> None:
+    def _assign_keys(cur: duckdb.DuckDBPyConnection, frames: Mapping[str, list[str]], mode: str) -> None:
         """Build temp tables ``_keys`` (every customer id -> key, new ids numbered
         after the largest key in id order) and ``_referenced`` (ids that loaded rows
         of other tables point to, which must exist in customers afterwards)."""
@@ -498,14 +529,14 @@ class Store:
             f"SELECT CAST({id_col} AS VARCHAR) AS id FROM src_{name}"
             for name in frames
             for id_col in CUSTOMER_KEYS.get(name, {}).values()
-            if id_col in frames[name].columns
+            if id_col in frames[name]
         ]
         referenced = [
             f"SELECT CAST({id_col} AS VARCHAR) AS id FROM src_{name}"
             for name in frames
             if name != "customers"
             for id_col in CUSTOMER_KEYS.get(name, {}).values()
-            if id_col in frames[name].columns
+            if id_col in frames[name]
         ]
         if mode == "replace" and "customers" in frames:
             # Rows left in the other tables must still find their customer.

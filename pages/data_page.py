@@ -24,7 +24,8 @@ def _flash(ok: bool, message: str) -> None:
 
 def _load(report: importer.Report, mode: str, accept: bool) -> None:
     try:
-        iid = importer.load(s, report, mode=mode, accept_valid=accept)
+        with st.spinner(ctx.t("imp.loading")):
+            iid = importer.load(s, report, mode=mode, accept_valid=accept)
     except FileProblem as e:
         _flash(False, ctx.t("imp.rejected_file", reason=str(e)))
         return
@@ -93,21 +94,27 @@ with st.form("import"):
 
 def _check(raw: bytes, name: str, kind: str, preset: str, day_first: bool, mode: str,
            explicit: dict[str, str] | None = None) -> None:
-    """Check a file; keep the report, or the mapping step it needs, in the session."""
-    st.session_state.pop("_cm_report", None)
+    """Check a file; keep the report, or the mapping step it needs, in the session.
+    The checked rows wait in a scratch database inside the store until loaded."""
+    if (old := st.session_state.pop("_cm_report", None)) is not None:
+        old[0].close()
     st.session_state.pop("_cm_mapping", None)
-    with st.spinner(ctx.t("imp.checking")):
+    bar = st.progress(0.0, text=ctx.t("imp.checking"))
+    try:
         try:
             report = importer.check_file(
                 raw, name, kind, settings=importer.Settings(day_first=day_first), explicit=explicit,
                 preset=None if preset == "auto" else preset,
-                remembered=lambda sig: s.remembered_mapping(kind, sig))
+                remembered=lambda sig: s.remembered_mapping(kind, sig), store=s,
+                progress=lambda p, step: bar.progress(min(max(p, 0.0), 1.0), text=ctx.t(f"imp.step.{step}")))
         except importer.MappingNeeded as e:
             st.session_state["_cm_mapping"] = (e, raw, name, kind, preset, day_first, mode)
         except FileProblem as e:
             st.error(ctx.t("imp.rejected_file", reason=str(e)), icon=":material/block:")
         else:
             st.session_state["_cm_report"] = (report, mode)
+    finally:
+        bar.empty()
 
 
 if checked and upload is not None:
@@ -148,7 +155,7 @@ if (pending := st.session_state.get("_cm_report")) is not None:
         st.download_button(ctx.t("imp.download"), report.problems_csv(), file_name=f"{report.file_name}.problems.csv",
                            mime="text/csv")
     accept = st.checkbox(ctx.t("imp.accept_valid")) if not report.ok else False
-    st.button(ctx.t("imp.load", n=fmt.number(report.valid.height, ctx.lang)), disabled=not (report.ok or accept),
+    st.button(ctx.t("imp.load", n=fmt.number(report.valid_count(), ctx.lang)), disabled=not (report.ok or accept),
               on_click=_load, args=(report, mode, accept))
 
 st.subheader(ctx.t("data.imports"))
