@@ -953,11 +953,10 @@ def load(store: Store, report: Report, *, mode: str = "append", accept_valid: bo
         source: pl.DataFrame | Relation = Relation(stage.t("valid_rows"), report.valid_columns())
     else:
         source = report.valid
-    try:
-        return store.load_frames(
-            {kind.table: source}, kind=report.kind, file_name=report.file_name, sha256=report.sha256,
-            mode=mode, rows_read=report.rows_read, rows_rejected=len(report.rejected_lines),
-            quarantine=report.problems if not report.ok else None,
-        )
-    finally:
-        report.close()
+    import_id = store.load_frames(
+        {kind.table: source}, kind=report.kind, file_name=report.file_name, sha256=report.sha256,
+        mode=mode, rows_read=report.rows_read, rows_rejected=len(report.rejected_lines),
+        quarantine=report.problems if not report.ok else None,
+    )
+    report.close()  # loaded: the scratch rows go (on failure they stay, to try again)
+    return import_id

@@ -137,7 +137,7 @@ def _check_and_load(args: argparse.Namespace, settings: Settings, store) -> int:
         if args.dry_run:
             print_report(report)
             if report.ok:
-                print(f"dry run: {report.valid.height:,} rows would load into {args.kind}; nothing was changed.")
+                print(f"dry run: {report.valid_count():,} rows would load into {args.kind}; nothing was changed.")
                 return 0
             return 1
         if not report.ok and not args.accept_valid:
