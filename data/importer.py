@@ -603,6 +603,11 @@ def map_source(kind: Kind, src: Source, preset: Preset | None, explicit: dict[st
         mapping = {f: c for f, c in preset.mapping.items() if c in columns}
         by_norm = {parse.normalise_header(src.label(c)): c for c in columns} | {c: c for c in columns}
         mapping |= explicit_columns(kind, explicit, by_norm)
+        # A field the preset does not find may still have a column named by its aliases
+        # (a survey with a 'Timestamp' column and a plain 'NPS' column).
+        rest = {src.label(c): c for c in columns if c not in mapping.values() and not c.startswith("__")}
+        by_alias, _ = match_columns(kind, list(rest))
+        mapping |= {f: rest[h] for f, h in by_alias.items() if f not in mapping}
     used = set(mapping.values())
     ignored = [src.label(c) for c in columns if c not in used and not c.startswith("__")]
     return mapping, ignored

@@ -451,3 +451,16 @@ def test_qualtrics_three_header_rows_and_its_nps_question():
     frame = fixture_frame("qualtrics_survey").drop("q1_nps_group")
     out = p.prepare(frame)
     assert "__nps" not in out.columns and "nps" not in mapping_for(p, out.columns)
+
+
+def test_a_preset_leaves_other_fields_to_the_aliases():
+    """A survey recognised as Google Forms by its 'Timestamp' column still finds a
+    plain 'NPS' column by its alias (the preset only knows the question's wording)."""
+    from data import importer
+
+    raw = "Timestamp,Email Address,NPS\n2024-05-01 10:00:00,a@x.vn,9\n2024-05-02 11:00:00,b@x.vn,3\n".encode()
+    report = importer.check_file(raw, "form.csv", "survey_responses")
+    assert "Google Forms" in report.notes[0]
+    assert report.ok, report.problems
+    assert report.valid["nps"].to_list() == [9, 3]
+    report.close()
