@@ -169,3 +169,31 @@ def test_data_page_in_the_browser(server, browser):
     assert page.get_by_text("Rebuild demo data").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "data_en.png"), full_page=True)
     page.close()
+
+
+def test_an_upload_is_checked_reported_and_loaded_in_the_browser(server, browser):
+    """A person's path through an import: upload a Vietnamese export with a bad row,
+    read the report (the file's own line number), then upload a clean file and load it."""
+    page, _ = open_page(browser, server + "/data?lang=en", ready="text=Check the file")
+    bad = ("Mã đơn hàng;Mã khách hàng;Ngày đặt hàng;Thành tiền;Trạng thái\n"
+           "BX1;KB1;05/03/2026;1.250.000 ₫;Hoàn thành\n"
+           "BX2;KB2;31/02/2026;990.000 ₫;Đã giao\n").encode()
+    page.locator("input[type='file']").set_input_files(
+        files=[{"name": "don_hang.csv", "mimeType": "text/csv", "buffer": bad}])
+    page.get_by_role("button", name="Check the file").click()
+    page.wait_for_selector("text=don_hang.csv: 2 rows read, 1 rejected.", timeout=60_000)
+    page.wait_for_selector(READY, timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "data_report_en.png"), full_page=True)
+    problems = page.locator("[data-testid='stDataFrame']").all_inner_texts()
+    assert any("31/02/2026" in t for t in problems) or page.get_by_text("31/02/2026").count() >= 1
+
+    good = bad.replace(b"31/02/2026", b"28/02/2026")
+    page.locator("input[type='file']").set_input_files(
+        files=[{"name": "don_hang.csv", "mimeType": "text/csv", "buffer": good}])
+    page.get_by_role("button", name="Check the file").click()
+    page.wait_for_selector("text=don_hang.csv: 2 rows read, 0 rejected.", timeout=60_000)
+    page.get_by_role("button", name="Load 2 rows").click()
+    page.wait_for_selector("text=Loaded 2 rows into Orders", timeout=60_000)
+    page.wait_for_selector(READY, timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "data_loaded_en.png"), full_page=True)
+    page.close()
