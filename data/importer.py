@@ -33,7 +33,7 @@ import pandera.polars as pa
 import polars as pl
 
 from data import parse, staging
-from data.kinds import CHANNEL_ALIASES, ENUM_ALIASES, KINDS, Kind
+from data.kinds import KINDS, Kind
 from data.parse import FileProblem
 from data.presets import PRESETS, Preset, detect
 from data.store import ORDER_STATUSES, Relation, Store
@@ -90,7 +90,6 @@ class RawTable:
     and ``_line``, the file's own line number where each record starts."""
 
     file_name: str
-    sha256: str
     encoding: str
     delimiter: str
     headers: list[str]
@@ -182,21 +181,23 @@ def read_file(raw: bytes, file_name: str, *, header_rows: int = 1) -> RawTable:
     kind = parse.sniff(raw, file_name)
     if kind == "xlsx":
         headers, frame = _read_xlsx(raw, file_name, header_rows)
-        return RawTable(file_name, hashlib.sha256(raw).hexdigest(), "xlsx", "", headers, frame)
+        return RawTable(file_name, "xlsx", "", headers, frame)
     text, encoding = parse.decode(raw, file_name)
-    delimiter = parse.sniff_delimiter(text)
-    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+    with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as tmp:
+        tmp.write(text.encode("utf-8"))
+    path = Path(tmp.name)
     try:
-        header_records = [next(records) for _ in range(header_rows)]
-    except StopIteration:
-        raise FileProblem(f"{file_name}: the file has no header row.") from None
-    except csv.Error as e:
-        raise FileProblem(f"{file_name}: the header cannot be read ({e}).") from None
-    headers = _settle_headers(header_records, file_name)
-    frame = _read_records(text, file_name, delimiter, len(headers), header_rows)
+        csv_in = _csv_layout(path, text[:HEAD_BYTES], encoding, file_name, header_rows)
+        frame = _read_csv(csv_in, file_name)
+        lines = _record_lines(csv_in, frame.height)
+    finally:
+        path.unlink(missing_ok=True)
     if frame.height == 0:
         raise FileProblem(f"{file_name}: the file has headers but no data rows.")
-    return RawTable(file_name, hashlib.sha256(raw).hexdigest(), encoding, delimiter, headers, frame)
+    first = csv_in.header_lines + 1
+    if lines is None:
+        lines = pl.int_range(first, first + frame.height, eager=True, dtype=pl.Int64)
+    return RawTable(file_name, encoding, csv_in.delimiter, csv_in.headers, frame.with_columns(_line=lines))
 
 
 def _settle_headers(records: list[list[str]], file_name: str) -> list[str]:
@@ -328,64 +329,17 @@ def _read_xlsx(raw: bytes, file_name: str, header_rows: int) -> tuple[list[str],
     return headers, frame.with_columns(_line=pl.Series(lines, dtype=pl.Int64))
 
 
-def _read_records(text: str, file_name: str, delimiter: str, ncols: int, header_rows: int) -> pl.DataFrame:
-    """The data records as text, with the line each starts on. DuckDB reads the
-    (re-encoded UTF-8) file strictly: a ragged row or an unterminated quote fails with
-    its line, which we turn into a plain sentence."""
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".csv", delete=False, newline="") as tmp:
-        tmp.write(text)
-        path = tmp.name
+def _read_csv(csv_in: _Csv, file_name: str) -> pl.DataFrame:
+    """Every record of a text file as text columns ``c0, c1, ...`` (DuckDB reads it
+    strictly: a ragged row or an unterminated quote becomes a plain sentence)."""
+    relation, params = csv_in.relation()
     con = duckdb.connect()
     try:
-        columns = {f"c{i}": "VARCHAR" for i in range(ncols)}
-        rel = con.sql(
-            "SELECT * FROM read_csv($path, delim = $delim, quote = '\"', escape = '\"', header = false, "
-            "skip = $skip, columns = $columns, strict_mode = true, null_padding = false, "
-            "max_line_size = $max_line, all_varchar = true, auto_detect = false, new_line = $nl)",
-            params={"path": path, "delim": delimiter, "skip": _physical_lines(text, header_rows, delimiter),
-                    "columns": columns, "max_line": MAX_FIELD_BYTES * 2, "nl": "\\r\\n" if "\r\n" in text[:65536] else "\\n"},
-        )
-        frame = rel.pl()
+        return con.sql(f"SELECT * FROM {relation}", params=params).pl()
     except duckdb.Error as e:
         raise FileProblem(_csv_error(file_name, str(e))) from None
     finally:
         con.close()
-        Path(path).unlink(missing_ok=True)
-    too_big = [c for c in frame.columns if (frame[c].str.len_bytes().max() or 0) > MAX_FIELD_BYTES]
-    if too_big:
-        c = too_big[0]
-        row = int(frame[c].str.len_bytes().arg_max())
-        raise FileProblem(f"{file_name}: a field in column {int(c[1:]) + 1} is larger than 1 MB "
-                          f"(record {row + 1}); this is not a table export we can use.")
-    return frame.with_columns(_line=_line_numbers(text, header_rows, frame.height, delimiter))
-
-
-def _physical_lines(text: str, records: int, delimiter: str) -> int:
-    """How many physical lines the first ``records`` records take (quoted newlines).
-    Only the start of the text is read: header records are short."""
-    if records == 0:
-        return 0
-    reader = csv.reader(io.StringIO(text[: 1 << 20], newline=""), delimiter=delimiter)
-    for _ in range(records):
-        next(reader)
-    return reader.line_num
-
-
-def _line_numbers(text: str, header_rows: int, n: int, delimiter: str) -> pl.Series:
-    """The physical line on which each data record starts. Fast when no field holds a
-    newline (line = header lines + record number); otherwise counted by csv."""
-    newlines = text.count("\n") + (0 if text.endswith("\n") else 1)
-    first = _physical_lines(text, header_rows, delimiter) + 1
-    if newlines - (first - 1) == n:
-        return pl.int_range(first, first + n, eager=True, dtype=pl.Int64)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    for _ in range(header_rows):
-        next(reader)
-    starts, prev = [], reader.line_num
-    for _ in reader:
-        starts.append(prev + 1)
-        prev = reader.line_num
-    return pl.Series(starts[:n], dtype=pl.Int64)
 
 
 def _csv_error(file_name: str, message: str) -> str:
@@ -460,8 +414,6 @@ class Source:
 
     columns: list[str]
     labels: dict[str, str]
-    file_name: str
-    sha256: str
     frame: pl.DataFrame | None = None
 
     def label(self, column: str) -> str:
@@ -477,13 +429,13 @@ def source_for(table: RawTable, preset: Preset | None) -> Source:
     prepared by the preset (for example one Shopify order per ``Name``)."""
     if preset is None:
         frame = table.frame.rename({f"c{i}": h for i, h in enumerate(table.headers)})
-        return Source(list(table.headers), {h: h for h in table.headers}, table.file_name, table.sha256, frame)
+        return Source(list(table.headers), {h: h for h in table.headers}, frame)
     norm = [parse.normalise_header(h) for h in table.headers]
     frame = table.frame.rename({f"c{i}": n for i, n in enumerate(norm)})
     if preset.prepare is not None:
         frame = preset.prepare(frame)
     columns = [c for c in frame.columns if c != "_line"]
-    return Source(columns, dict(zip(norm, table.headers)), table.file_name, table.sha256, frame)
+    return Source(columns, dict(zip(norm, table.headers)), frame)
 
 
 def schema_for(kind: Kind, now: datetime, *, unique: bool = True) -> pa.DataFrameSchema:
@@ -829,10 +781,10 @@ def check_file(raw: bytes | str | Path, file_name: str, kind_name: str, *, expli
         problems, dropped = _check_rows(stage, kind, typed, settings)
         if dropped:
             notes.append(f"{dropped:,} rows repeat another row exactly and were counted once.")
-        rejected_rows = problems["_row"].unique()
+        rejected_rows = problems["_row"].unique().sort()
         staging.mark_rejected(stage, rejected_rows)
-        lines = pl.DataFrame({"_row": rejected_rows.sort(),
-                              "line": lines_of(rejected_rows.sort()) if len(rejected_rows) else pl.Series([], dtype=pl.Int64)})
+        lines = pl.DataFrame({"_row": rejected_rows,
+                              "line": lines_of(rejected_rows) if len(rejected_rows) else pl.Series([], dtype=pl.Int64)})
         problems = problems.join(lines, on="_row", how="left").select(
             pl.col("line").cast(pl.Int64),
             pl.col("field").replace_strict(labels, default=pl.col("field"), return_dtype=pl.Utf8).alias("column"),
@@ -873,10 +825,10 @@ def _open(inp: _Input, kind_name: str, preset: str | None) -> tuple[Source, Pres
         path, head, encoding = inp.decoded()
         csv_in = _csv_layout(path, head, encoding, inp.file_name, header_rows)
     if chosen is None:
-        src = Source(list(csv_in.headers), {h: h for h in csv_in.headers}, inp.file_name, "")
+        src = Source(list(csv_in.headers), {h: h for h in csv_in.headers})
     else:
         norm = [parse.normalise_header(h) for h in csv_in.headers]
-        src = Source(norm, dict(zip(norm, csv_in.headers)), inp.file_name, "")
+        src = Source(norm, dict(zip(norm, csv_in.headers)))
     return src, chosen, csv_in, csv_in.headers
 
 
@@ -911,12 +863,12 @@ def _type_csv(stage: staging.Stage, kind: Kind, inp: _Input, csv_in: _Csv, colum
     if typed.rows == 0:
         raise FileProblem(f"{inp.file_name}: the file has headers but no data rows.")
 
-    counted = [needs_lines]
+    counted = needs_lines
 
     def lines_of(rows: pl.Series) -> pl.Series:
-        nonlocal record_lines
-        if not counted[0]:  # only a file with problems pays for counting its lines
-            record_lines, counted[0] = _record_lines(csv_in, typed.rows), True
+        nonlocal record_lines, counted
+        if not counted:  # only a file with problems pays for counting its lines
+            record_lines, counted = _record_lines(csv_in, typed.rows), True
         if record_lines is None:
             return (rows + csv_in.header_lines + 1).cast(pl.Int64)
         return record_lines.gather(rows)

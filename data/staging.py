@@ -279,7 +279,7 @@ def type_source(stage: Stage, kind: Kind, source_sql: str, columns: dict[str, st
         raw = stage.sql(f"SELECT DISTINCT {r} AS raw FROM {typed} WHERE {r} IS NOT NULL")["raw"]
         if raw.len() == 0:
             continue
-        text = raw.map_elements(parse._nfc, return_dtype=pl.Utf8) if not raw.str.contains(r"^[\x00-\x7f]*$").all() else raw
+        text = raw.str.normalize("NFC")
         first_day = day_first
         if f.type in ("datetime", "date"):
             first_day = _day_first(text, labels[f.name], day_first, notes, stage)
