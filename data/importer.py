@@ -849,7 +849,10 @@ def _type_csv(stage: staging.Stage, kind: Kind, inp: _Input, csv_in: _Csv, colum
                                                           "line": record_lines}))
                     line_sql, lines_table = "ln.line", stage.t("lines")
             typed = staging.type_source(stage, kind, relation, columns, labels, day_first=settings.day_first,
-                                        sha256=inp.sha256, line_sql=line_sql, lines_table=lines_table,
+                                        # the hash only when a key is made from it: the
+                                        # hashing thread then finishes while DuckDB reads
+                                        sha256=inp.sha256 if needs_lines else "", line_sql=line_sql,
+                                        lines_table=lines_table,
                                         params=params, progress=reading)
         except duckdb.Error as e:
             if attempt == 0 and "unicode" in str(e).lower() and csv_in.encoding.startswith("utf-8"):
@@ -881,18 +884,40 @@ def _check_rows(stage: staging.Stage, kind: Kind, typed: staging.Typed, settings
     values, and the Pandera schema (checked batch by batch on the typed rows)."""
     columns = [c for c in stage.con.sql(f"SELECT * FROM {stage.t('final')} LIMIT 0").columns
                if c not in ("_row", "_line")]
-    dropped, conflicts = (0, None)
-    if kind.key in columns:
-        dropped, conflicts = staging.dedupe(stage, kind, columns)
-    found = [typed.problems]
+    repeat: list = []
+    asking = None
+    if kind.key in columns:  # asked on a second cursor while Pandera checks the rows
+        cursor = stage.con.cursor()
+
+        def ask() -> None:
+            try:
+                repeat.append(staging.keys_repeat(stage, kind, cursor))
+            except BaseException as e:  # re-raised below
+                repeat.append(e)
+            finally:
+                cursor.close()
+
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+    schema_found = [validate(kind, batch, settings, unique=False) for batch in staging.batches(stage, columns)]
+    dropped, conflicts = 0, None
+    if asking is not None:
+        asking.join()
+        if isinstance(repeat[0], BaseException):
+            raise repeat[0]
+        if repeat[0]:  # rare: exact repeats are dropped, so check what remains again
+            dropped, conflicts = staging.dedupe(stage, kind, columns)
+            if dropped:
+                schema_found = [validate(kind, batch, settings, unique=False)
+                                for batch in staging.batches(stage, columns)]
+    found = []
     if conflicts is not None and conflicts.height:
         found.append(conflicts.select(
             pl.col("_row").cast(pl.Int64), pl.lit(kind.key).alias("field"), "value",
             pl.lit("field_uniqueness").alias("rule"), pl.lit(RULE_REASONS["field_uniqueness"]).alias("reason")))
-    for batch in staging.batches(stage, columns):
-        found.append(validate(kind, batch, settings, unique=False))
+    found += schema_found
     # A cell that did not parse is reported once, as such, not again as "missing".
-    checked = pl.concat(found[1:]) if len(found) > 1 else pl.DataFrame(schema=staging.PROBLEM_ROW_SCHEMA)
+    checked = pl.concat(found) if found else pl.DataFrame(schema=staging.PROBLEM_ROW_SCHEMA)
     checked = checked.join(typed.problems.select("_row", "field"), on=["_row", "field"], how="anti")
     return pl.concat([typed.problems, checked]), dropped
 

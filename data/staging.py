@@ -54,6 +54,13 @@ FAST: dict[str, tuple[str, str]] = {
     "date": (f"regexp_full_match({{c}}, '{_TIMESTAMP}')", "CAST(TRY_CAST({c} AS TIMESTAMP) AS DATE)"),
 }
 TEXT_TYPES = ("id", "text")
+# Text that reads as itself: printable ASCII with no space at either end (and, for an
+# id, no leading ' as Shopify writes). Anything else is trimmed and NFC-normalised by
+# data.parse, once per distinct value.
+_PLAIN = {"text": r"[!-~]([ -~]*[!-~])?", "id": r"[!-&(-~]([ -~]*[!-~])?"}
+# Low-cardinality types mapped in the first pass from the values of the first rows.
+SMALL_TYPES = ("status", "channel", "enum")
+HEAD_ROWS, HEAD_VALUES = 100_000, 200
 SQL_TYPE = {"id": "VARCHAR", "text": "VARCHAR", "amount": "DOUBLE", "rate": "DOUBLE", "int": "BIGINT",
             "datetime": "TIMESTAMP", "date": "DATE", "phone": "VARCHAR", "email": "VARCHAR",
             "status": "VARCHAR", "channel": "VARCHAR", "enum": "VARCHAR"}
@@ -63,7 +70,6 @@ POLARS_TYPE = {"id": pl.Utf8, "text": pl.Utf8, "amount": pl.Float64, "rate": pl.
 REASONS = {"amount": "not an amount", "rate": "not a rate or percentage", "int": "not a whole number",
            "date": "not a date", "datetime": "not a date and time", "phone": "not a Vietnamese phone number",
            "email": "not an email address", "status": "unknown order status"}
-_ASCII_SPACE = " \t\n\r\x0b\x0c"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -216,75 +222,74 @@ def type_source(stage: Stage, kind: Kind, source_sql: str, columns: dict[str, st
                 carry: tuple[str, ...] = (), params: dict | None = None,
                 progress: Callable[[float], None] | None = None) -> Typed:
     """Type the mapped columns of ``source_sql`` (a relation with text columns
-    ``c0, c1, ...``) into ``stage``'s table ``final``.
+    ``c0, c1, ...``) into ``stage``'s relation ``final``.
+
+    One pass over the source writes, per field, the value read by the fast path and
+    the raw residue (``r_<field>``). The fast path is: the SQL form of :data:`FAST`;
+    for text, a value of plain ASCII with no edge space (nothing to trim or
+    normalise); for statuses, channels and enums, the values seen in the first rows,
+    mapped beforehand by data.parse and bound as lists. The residue's distinct values
+    then go through data.parse and are joined back. When nothing needs a join (the
+    usual export), ``final`` is a view over the typed table, not a second copy.
 
     ``columns``: field -> source column (``cN``); ``labels``: field -> header, for
     messages. ``line_sql``: an expression over ``t`` (the typed table, whose rowid is
     the record's position, or ``ln``, the optional ``lines_table`` of _row -> line)
     giving the file line, needed only when the kind's key is generated from it.
-    ``carry``: source columns kept as they are (``_line``). Raises FileProblem (a CSV that does not split, dates that
-    contradict each other); value problems are returned."""
+    ``carry``: source columns kept as they are (``_line``). Raises FileProblem (a CSV
+    that does not split, dates that contradict each other); value problems are
+    returned."""
     fields = [f for f in kind.fields if f.name in columns]
+    source_params = params or {}
+    params = dict(source_params)
+    notes: list[str] = []
     select = []
+    fast: set[str] = set()  # fields with a first-pass column of their own
     for f in fields:
         c = ident(columns[f.name])
-        name = ident(f.name)
+        name, r = ident(f.name), ident("r_" + f.name)
         if f.type in TEXT_TYPES:
-            select.append(f"nullif({c}, '') AS {name}")
+            select.append(f"CASE WHEN regexp_full_match({c}, '{_PLAIN[f.type]}') THEN {c} END AS {name}")
         elif f.type in FAST:
             guard, cast = FAST[f.type]
             select.append(f"CASE WHEN {guard.format(c=c)} THEN {cast.format(c=c)} END AS {name}")
-            select.append(f"CASE WHEN {name} IS NULL THEN nullif({c}, '') END AS {ident('r_' + f.name)}")
+        elif f.type in SMALL_TYPES and (seen := _head_map(stage, f, source_sql, columns[f.name], source_params)):
+            keys, values = f"k_{f.name}", f"v_{f.name}"
+            params[keys], params[values] = seen
+            select.append(f"list_extract(${values}, list_position(${keys}, {c})) AS {name}")
         else:
-            select.append(f"nullif({c}, '') AS {ident('r_' + f.name)}")
+            select.append(f"nullif({c}, '') AS {r}")
+            continue
+        fast.add(f.name)
+        select.append(f"CASE WHEN {name} IS NULL THEN nullif({c}, '') END AS {r}")
     select += [ident(c) for c in carry]
     typed = stage.t("typed")
     stage.run(f"CREATE TABLE {typed} AS SELECT {', '.join(select) or 'NULL AS _none'} FROM {source_sql}",
               params, progress)
-    rows = stage.rows(f"SELECT count(*) FROM {typed}")[0][0]
+    residues = ", ".join(f"count({ident('r_' + f.name)})" for f in fields) or "0"
+    counted = stage.rows(f"SELECT count(*), {residues} FROM {typed}")[0]
+    rows, residue = counted[0], dict(zip((f.name for f in fields), counted[1:]))
 
-    # Text: trim only when some value needs it; non-ASCII values go through Polars
-    # (Unicode whitespace, NFC).
-    text_fields = [f for f in fields if f.type in TEXT_TYPES]
-    needs_trim: dict[str, bool] = {}
+    # The residue, once per distinct value, through data.parse (NFC first, as a
+    # decoded file is). Text keeps only the values that change.
     maps: dict[str, str] = {}  # field -> the stage table mapping raw -> value
-    notes: list[str] = []
     problems: list[pl.DataFrame] = []
-    if text_fields:
-        flags = []
-        for f in text_fields:
-            c = ident(f.name)
-            edge = ", ".join(f"'{ch}'" for ch in (" ", "\t", "\n", "\r", "\x0b", "\x0c"))
-            quote = f" OR {c}[1] = ''''" if f.type == "id" else ""
-            flags.append(f"count(*) FILTER ({c}[1] IN ({edge}) OR {c}[-1] IN ({edge}){quote})")
-            flags.append(f"count(*) FILTER (strlen({c}) <> length({c}))")
-        counts = stage.rows(f"SELECT {', '.join(flags)} FROM {typed}")[0]
-        for i, f in enumerate(text_fields):
-            needs_trim[f.name] = bool(counts[2 * i])
-            if counts[2 * i + 1]:
-                raw = stage.sql(f"SELECT DISTINCT {ident(f.name)} AS raw FROM {typed} "
-                                f"WHERE strlen({ident(f.name)}) <> length({ident(f.name)})")["raw"]
-                value, _ = convert_values(f, raw)
-                changed = pl.DataFrame({"raw": raw, "value": value}).filter(
-                    pl.col("value").is_null() | (pl.col("value") != pl.col("raw")))
-                if changed.height:
-                    stage.register(f"m_{f.name}", changed)
-                    maps[f.name] = stage.t(f"m_{f.name}")
-
-    # The residue: every non-blank value the fast form did not read, once per distinct value.
     for f in fields:
-        if f.type in TEXT_TYPES:
+        if not residue[f.name]:
             continue
         r = ident("r_" + f.name)
         raw = stage.sql(f"SELECT DISTINCT {r} AS raw FROM {typed} WHERE {r} IS NOT NULL")["raw"]
-        if raw.len() == 0:
-            continue
         text = raw.str.normalize("NFC")
         first_day = day_first
         if f.type in ("datetime", "date"):
             first_day = _day_first(text, labels[f.name], day_first, notes, stage)
         value, bad = convert_values(f, text, first_day)
-        stage.register(f"m_{f.name}", pl.DataFrame({"raw": raw, "value": value, "bad": bad}))
+        m = pl.DataFrame({"raw": raw, "value": value, "bad": bad})
+        if f.type in TEXT_TYPES:
+            m = m.filter(pl.col("value").is_null() | (pl.col("value") != pl.col("raw")))
+            if not m.height:
+                continue
+        stage.register(f"m_{f.name}", m)
         maps[f.name] = stage.t(f"m_{f.name}")
         if bad.any():
             found = stage.sql(
@@ -294,25 +299,20 @@ def type_source(stage: Stage, kind: Kind, source_sql: str, columns: dict[str, st
                 "_row", pl.lit(f.name).alias("field"), pl.col("value").str.slice(0, 200),
                 pl.lit(f"invalid_{f.type}").alias("rule"), pl.lit(reason(f)).alias("reason")))
 
-    # The view every later step reads: plain values cast, the residue joined back.
+    # The relation every later step reads: the fast values, the residue joined back.
     exprs: dict[str, str] = {}
     joins = []
     for f in fields:
-        c = f"t.{ident(f.name)}"
+        c, r = f"t.{ident(f.name)}", f"t.{ident('r_' + f.name)}"
         if f.type in TEXT_TYPES:
+            base = f"coalesce({c}, {r})"  # a residue value that reads as itself
+        elif f.name in fast:
             base = c
-            if needs_trim[f.name]:
-                trimmed = f"trim({c}, '{_ASCII_SPACE}')"
-                if f.type == "id":
-                    trimmed = f"ltrim({trimmed}, '''')"
-                base = f"CASE WHEN trim({c}, '{_ASCII_SPACE}') = '' THEN NULL ELSE {trimmed} END"
-            on = c
         else:
-            base = c if f.type in FAST else f"CAST(NULL AS {SQL_TYPE[f.type]})"
-            on = f"t.{ident('r_' + f.name)}"
+            base = f"CAST(NULL AS {SQL_TYPE[f.type]})"
         if f.name in maps:
             m = ident("m_" + f.name)
-            joins.append(f"LEFT JOIN {maps[f.name]} {m} ON {m}.raw = {on}")
+            joins.append(f"LEFT JOIN {maps[f.name]} {m} ON {m}.raw = {r}")
             base = f"CASE WHEN {m}.raw IS NOT NULL THEN {m}.value ELSE {base} END"
         exprs[f.name] = base
     if "margin_rate" in exprs:
@@ -328,12 +328,30 @@ def type_source(stage: Stage, kind: Kind, source_sql: str, columns: dict[str, st
     line = "".join(f", t.{ident(c)}" for c in carry)
     if lines_table is not None:
         joins.append(f"LEFT JOIN {lines_table} ln ON ln._row = t.rowid")
-    # Materialised once: every later step (keys, Pandera, the load) reads it.
-    stage.run(f"CREATE TABLE {stage.t('final')} AS SELECT t.rowid AS _row{line}, {out} "
-              f"FROM {typed} t {' '.join(joins)}")
-    stage.con.execute(f"DROP TABLE {typed}")
+    body = f"SELECT t.rowid AS _row{line}, {out} FROM {typed} t {' '.join(joins)}"
+    if joins:  # materialised once: the keys, Pandera and the load all read it
+        stage.run(f"CREATE TABLE {stage.t('final')} AS {body}")
+        stage.con.execute(f"DROP TABLE {typed}")
+    else:  # nothing to join: a view, not a second copy of every row
+        stage.con.execute(f"CREATE VIEW {stage.t('final')} AS {body}")
     found = pl.concat(problems) if problems else pl.DataFrame(schema=PROBLEM_ROW_SCHEMA)
     return Typed(fields, found, notes, rows)
+
+
+def _head_map(stage: Stage, f: Field, source_sql: str, column: str, params: dict) -> tuple[list, list] | None:
+    """A status, channel or enum column's values in the first rows, read by data.parse:
+    (raw values, canonical values), leaving out any that do not read (they stay in
+    the residue, to be reported). None when the column is not low-cardinality."""
+    c = ident(column)
+    seen = stage.sql(f"SELECT DISTINCT {c} AS raw FROM (SELECT {c} FROM {source_sql} LIMIT {HEAD_ROWS}) "
+                     f"WHERE {c} IS NOT NULL LIMIT {HEAD_VALUES + 1}", params)["raw"]
+    if seen.len() == 0 or seen.len() > HEAD_VALUES:
+        return None
+    value, bad = convert_values(f, seen.str.normalize("NFC"))
+    keep = ~bad & value.is_not_null()
+    if not keep.any():
+        return None
+    return seen.filter(keep).to_list(), value.filter(keep).to_list()
 
 
 PROBLEM_ROW_SCHEMA = {"_row": pl.Int64, "field": pl.Utf8, "value": pl.Utf8, "rule": pl.Utf8, "reason": pl.Utf8}
@@ -355,15 +373,20 @@ def _day_first(text: pl.Series, label: str, setting: bool, notes: list[str], sta
     return day_first
 
 
+def keys_repeat(stage: Stage, kind: Kind, con: duckdb.DuckDBPyConnection | None = None) -> bool:
+    """Whether some key is on more than one row (the cheapest question to ask; ``con``:
+    another cursor of the stage's instance, to ask it alongside other work)."""
+    key = ident(kind.key)
+    sql = f"SELECT count({key}) <> count(DISTINCT {key}) FROM {stage.t('final')}"
+    return bool((con or stage.con).execute(sql).fetchall()[0][0])
+
+
 def dedupe(stage: Stage, kind: Kind, fields: Iterable[str]) -> tuple[int, pl.DataFrame]:
     """Rows that repeat an earlier row exactly are dropped (counted once); a key that
     remains on more than one row is a problem on each of them. Returns (rows dropped,
-    problems as _row, value)."""
+    problems as _row, value). Call it when :func:`keys_repeat`."""
     final = stage.t("final")
     key = ident(kind.key)
-    present, distinct = stage.rows(f"SELECT count({key}), count(DISTINCT {key}) FROM {final}")[0]
-    if present == distinct:  # the usual case, and the cheapest question to ask
-        return 0, pl.DataFrame(schema={"_row": pl.Int64, "value": pl.Utf8})
     dup = stage.t("dup_keys")
     stage.con.execute(f"CREATE TABLE {dup} AS SELECT {key} AS k FROM {final} WHERE {key} IS NOT NULL "
                       f"GROUP BY {key} HAVING count(*) > 1")
@@ -374,6 +397,11 @@ def dedupe(stage: Stage, kind: Kind, fields: Iterable[str]) -> tuple[int, pl.Dat
         f"SELECT _row FROM (SELECT _row, row_number() OVER (PARTITION BY {cols} ORDER BY _row) AS n "
         f"FROM {final} WHERE {key} IN (SELECT k FROM {dup})) WHERE n > 1")
     if repeats:
+        if stage.rows("SELECT count(*) FROM duckdb_views() WHERE database_name = $db AND view_name = 'final'",
+                      {"db": stage.name})[0][0]:  # a view over the typed rows: make it a table to delete from
+            stage.con.execute(f"CREATE TABLE {stage.t('final_rows')} AS SELECT * FROM {final}")
+            stage.con.execute(f"DROP VIEW {final}")
+            stage.con.execute(f"ALTER TABLE {stage.t('final_rows')} RENAME TO final")
         stage.register("repeats", pl.DataFrame({"_row": [r[0] for r in repeats]}, schema={"_row": pl.Int64}))
         stage.con.execute(f"DELETE FROM {final} WHERE _row IN (SELECT _row FROM {stage.t('repeats')})")
     conflicts = stage.sql(
@@ -385,15 +413,15 @@ def dedupe(stage: Stage, kind: Kind, fields: Iterable[str]) -> tuple[int, pl.Dat
 def batches(stage: Stage, columns: list[str], size: int = 1_000_000) -> Iterable[pl.DataFrame]:
     """The typed rows (with ``_row``) in Polars frames of at most ``size`` rows."""
     cols = ", ".join(["_row", *(ident(c) for c in columns)])
-    reader = stage.con.sql(f"SELECT {cols} FROM {stage.t('final')}").fetch_arrow_reader(size)
+    reader = stage.con.sql(f"SELECT {cols} FROM {stage.t('final')}").to_arrow_reader(size)
     for batch in reader:
         yield pl.from_arrow(batch)
 
 
 def mark_rejected(stage: Stage, rows: pl.Series) -> None:
-    """Record the rejected rows; the view ``valid`` holds the others."""
+    """Record the rejected rows; the view ``valid_rows`` holds the others."""
     stage.register("rejected", pl.DataFrame({"_row": rows.cast(pl.Int64).unique()}))
-    stage.con.execute(f"CREATE OR REPLACE VIEW {stage.t('valid_rows')} AS SELECT * FROM {stage.t('final')} "
-                      f"WHERE _row NOT IN (SELECT _row FROM {stage.t('rejected')})")
+    keep = f" WHERE _row NOT IN (SELECT _row FROM {stage.t('rejected')})" if rows.len() else ""
+    stage.con.execute(f"CREATE OR REPLACE VIEW {stage.t('valid_rows')} AS SELECT * FROM {stage.t('final')}{keep}")
 
 

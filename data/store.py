@@ -547,15 +547,19 @@ class Store:
                 for id_col in keys.values()
             ]
         cur.execute(
-            "CREATE OR REPLACE TEMP TABLE _referenced AS "
-            + (" UNION ".join(referenced) if referenced else "SELECT NULL::VARCHAR AS id WHERE FALSE")
+            "CREATE OR REPLACE TEMP TABLE _referenced AS SELECT DISTINCT id FROM ("
+            + (" UNION ALL ".join(referenced) if referenced else "SELECT NULL::VARCHAR AS id WHERE FALSE")
+            + ") WHERE id IS NOT NULL"
         )
         if ids:
+            # Orders alone (the big file) reference exactly the ids they hold: read
+            # the distinct ids once, from _referenced.
+            source = ("SELECT id FROM _referenced" if ids == referenced
+                      else f"SELECT DISTINCT id FROM ({' UNION ALL '.join(ids)}) WHERE id IS NOT NULL")
             cur.execute(
                 "INSERT INTO _keys SELECT n.id, "
                 "(SELECT coalesce(max(customer_key), 0) FROM _keys) + row_number() OVER (ORDER BY n.id) "
-                f"FROM (SELECT DISTINCT id FROM ({' UNION ALL '.join(ids)}) WHERE id IS NOT NULL) n "
-                "ANTI JOIN _keys k ON k.customer_id = n.id"
+                f"FROM ({source}) n ANTI JOIN _keys k ON k.customer_id = n.id"
             )
 
     # -- introspection ----------------------------------------------------------

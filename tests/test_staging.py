@@ -126,3 +126,23 @@ def test_progress_is_reported_while_reading_and_checking(tmp_path):
     assert report.ok and seen[0] == (0.0, "reading") and seen[-1] == (1.0, "checked")
     assert all(0.0 <= p <= 1.0 for p, _ in seen) and [p for p, _ in seen] == sorted(p for p, _ in seen)
     report.close()
+
+
+def test_statuses_past_the_first_rows_and_repeats_read_the_same(monkeypatch):
+    """Statuses and channels are mapped in the first pass from the values of the first
+    rows; a value seen only later goes through the residue, and an unknown one is
+    still reported with its line. Exact repeats are dropped from the view."""
+    monkeypatch.setattr(staging, "HEAD_ROWS", 2)
+    rows = ["order_id,customer_id,ordered_at,revenue,channel,status",
+            "A1,K1,2024-05-01,1000,web,completed",
+            "A2,K2,2024-05-01,1000,web,completed",
+            "A3,K3,2024-05-01,1000,Zalo,Đã hủy",
+            "A3,K3,2024-05-01,1000,Zalo,Đã hủy",
+            "A4,K4,2024-05-01,1000,web,lost in the post"]
+    report = importer.check_file(("\n".join(rows) + "\n").encode(), "late.csv", "orders")
+    assert report.problems.select("line", "column", "value").rows() == [(6, "status", "lost in the post")]
+    assert any("repeat another row exactly" in n for n in report.notes)
+    valid = report.valid.sort("order_id")
+    assert valid["status"].to_list() == ["completed", "completed", "cancelled"]
+    assert valid["channel"].to_list() == ["website", "website", "zalo_oa"]
+    report.close()
