@@ -20,6 +20,7 @@ CHANNELS = ("website", "shopee", "zalo_oa", "facebook", "store", "app")
 DEFAULT_PERIOD = "365d"
 DEFAULT_COMPARISON = "prev"
 DEFAULT_INACTIVITY_DAYS = 90
+ORDER_EXTRAS = ("order_id", "category", "channel")
 
 
 def shift_years(d: date, years: int) -> date:
@@ -133,19 +134,24 @@ class Filters:
         params: dict[str, Any] = {}
         return f"{column} IN ({_bind(params, 'channel', self.channels)})", params
 
-    def orders_sql(self) -> tuple[str, dict[str, Any]]:
+    def orders_sql(self, extra: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
         """The filtered base query: completed orders over all history.
 
         Columns: customer_key, ordered_at, revenue, margin (gross margin, or revenue
         times ``$margin_rate`` where the order carries none; the caller binds
-        ``margin_rate``). Dates are not bounded here: metrics need the history before
-        the period (first orders, the customer base), and bound it themselves.
+        ``margin_rate``), and any ``extra`` order columns (from :data:`ORDER_EXTRAS`).
+        Dates are not bounded here: metrics need the history before the period (first
+        orders, the customer base), and bound it themselves.
         """
+        unknown = set(extra) - set(ORDER_EXTRAS)
+        if unknown:
+            raise ValueError(f"unknown order columns: {sorted(unknown)}")
         cust, p1 = self.customer_condition("customer_key")
         chan, p2 = self.channel_condition("channel")
         sql = (
             "SELECT customer_key, ordered_at, revenue, "
-            "coalesce(gross_margin, revenue * $margin_rate) AS margin "
+            "coalesce(gross_margin, revenue * $margin_rate) AS margin"
+            + "".join(f", {c}" for c in extra) + " "
             "FROM orders WHERE status = 'completed' "
             f"AND {chan} AND {cust}"
         )

@@ -15,6 +15,10 @@ Measured per size:
 - import (``--import-rows N``): an orders CSV of N rows, loaded by DuckDB's own
   ``CREATE TABLE ... AS SELECT * FROM read_csv(...)`` and by our import (read,
   validate, load into a fresh database), each in its own process, with peak RSS;
+- retention: the monthly cohort matrix (all history) cold, beside the usual pandas
+  recipe (first-order month per customer, period difference, pivot) on the same
+  completed orders; the Retention page's whole computation (default controls, last
+  365 days) cold and warm;
 - overview: the Overview's computation (metrics.kpis.overview, default filters: last
   365 days against the previous period) cold (first call on a freshly opened
   database) and warm (median of 5 further calls; DuckDB's buffers warm, no result
@@ -197,7 +201,68 @@ def child_import(csv_path: str, rows: int) -> dict:
             "peak_rss_mb": _rss_mb()}
 
 
-CHILDREN = {"generate": child_generate, "overview": child_overview, "paint": child_paint,
+def page_computation(store, f, last) -> None:
+    """Everything the Retention page computes with its default controls."""
+    from metrics import retention as R
+
+    spec = R.CohortSpec()
+    table = R.cohort_table(store, f, spec, as_of=last)
+    values = R.cohort_values(table, "retention")
+    R.average_curve(values)
+    R.n_period_trend(values, 3)
+    R.repeat_rates(table)
+    R.base_flow(store, f, as_of=last)
+    R.time_to_repeat(store, f, as_of=last)
+    R.gap_summary(store, f)
+
+
+def child_retention(db: str, customers: int) -> dict:
+    """The monthly cohort matrix cold (first query on a freshly opened database), the
+    usual pandas recipe on the same orders side by side, and the whole Retention
+    page's computation cold and warm."""
+    import pandas as pd
+
+    from data.store import Store
+    from metrics import kpis
+    from metrics import retention as R
+    from metrics.filters import ViewState
+
+    store = Store(db, read_only=True)
+    first, last = kpis.data_bounds(store)
+    f = ViewState(period="all").filters(as_of=last, first=first)
+    t = time.perf_counter()
+    R.cohort_table(store, f, R.CohortSpec(), as_of=last)
+    matrix_cold = time.perf_counter() - t
+    store.close()
+
+    store = Store(db, read_only=True)
+    f365 = ViewState().filters(as_of=last, first=first)
+    t = time.perf_counter()
+    page_computation(store, f365, last)
+    page_cold = time.perf_counter() - t
+    warm = []
+    for _ in range(3):
+        t = time.perf_counter()
+        page_computation(store, f365, last)
+        warm.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    df = store.query("SELECT customer_key, ordered_at FROM orders WHERE status = 'completed'").to_pandas()
+    load_s = time.perf_counter() - t
+    store.close()
+    # The usual recipe: first-order month per customer, period difference, pivot.
+    t = time.perf_counter()
+    df["month"] = df["ordered_at"].dt.year * 12 + df["ordered_at"].dt.month - 1
+    df["cohort"] = df.groupby("customer_key")["month"].transform("min")
+    df["k"] = df["month"] - df["cohort"]
+    pivot = df.groupby(["cohort", "k"])["customer_key"].nunique().unstack(1)
+    (pivot.divide(pivot[0], axis=0))
+    pandas_s = time.perf_counter() - t
+    return {"matrix_cold_s": matrix_cold, "pandas_recipe_s": pandas_s, "pandas_load_s": load_s,
+            "page_cold_s": page_cold, "page_warm_s": statistics.median(warm), "orders": len(df),
+            "peak_rss_mb": _rss_mb()}
+
+
+CHILDREN = {"generate": child_generate, "retention": child_retention, "overview": child_overview, "paint": child_paint,
             "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import}
 
 
@@ -238,7 +303,8 @@ def main() -> int:
         gen = run_child("generate", db, n)
         size_mb = db.stat().st_size / 2**20
         ov = run_child("overview", db, n)
-        results["sizes"][n] = {"generate": gen, "db_size_mb": size_mb, "overview": ov}
+        ret = run_child("retention", db, n)
+        results["sizes"][n] = {"generate": gen, "db_size_mb": size_mb, "overview": ov, "retention": ret}
         print(f"\n== {n:,} customers ({gen['orders']:,} orders)")
         print(f"generation      {gen['seconds']:8.1f} s   peak RSS {gen['peak_rss_mb']:8.0f} MB")
         print(f"database size   {size_mb:8.1f} MB")
@@ -246,6 +312,11 @@ def main() -> int:
             v = ov[view]
             print(f"overview {view:15s} cold {v['cold_s']:6.3f} s   warm {v['warm_s']:6.3f} s")
         print(f"overview peak RSS {ov['peak_rss_mb']:6.0f} MB")
+        print(f"retention: monthly cohort matrix cold {ret['matrix_cold_s']:6.3f} s (all history); pandas recipe "
+              f"{ret['pandas_recipe_s']:6.3f} s on {ret['orders']:,} orders already in memory "
+              f"(+{ret['pandas_load_s']:.2f} s to fetch them)")
+        print(f"retention page computation (365 days) cold {ret['page_cold_s']:6.3f} s   warm {ret['page_warm_s']:6.3f} s"
+              f"   peak RSS {ret['peak_rss_mb']:6.0f} MB")
     if args.import_rows:
         source = workdir / f"bench_{max(args.customers)}.duckdb"
         made = run_child("import_csv", source, args.import_rows)

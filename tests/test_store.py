@@ -154,3 +154,20 @@ def test_undo_is_refused_while_a_later_import_touched_the_same_table(tiny_store)
     assert tiny_store.scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'N%'") == 0
     with pytest.raises(ValueError, match="no import 999"):
         tiny_store.undo_import(999)
+
+
+def test_many_new_customers_all_get_their_keys():
+    """300,000 new ids (more than two DuckDB row groups) each get a key, and their
+    orders find it: an INSERT into a temp table inside the load's transaction once
+    lost them all beyond one row group."""
+    n = 300_000
+    ids = [f"KH{i:07d}" for i in range(n)]
+    store = Store(":memory:")
+    orders = pl.DataFrame({"order_id": [f"O{i}" for i in range(n)], "customer_id": ids,
+                           "ordered_at": [datetime(2024, 1, 1)] * n, "revenue": [1.0] * n, "status": ["completed"] * n})
+    store.load_frames({"customers": pl.DataFrame({"customer_id": ids}), "orders": orders}, kind="test")
+    got = store.query("SELECT count(customer_key) AS c, count(DISTINCT customer_key) AS d, max(customer_key) AS m "
+                      "FROM customers").row(0)
+    assert got == (n, n, n)
+    assert store.query("SELECT count(customer_key) AS c FROM orders")["c"][0] == n
+    store.close()
