@@ -53,9 +53,9 @@ import numpy as np
 import polars as pl
 
 from data.store import Store
-from metrics.filters import Filters
+from metrics.filters import Filters, _bind, instant
 from metrics.kpis import DEFAULT_MARGIN_RATE
-from metrics.stats import Z95, wilson_interval
+from metrics.stats import Z95, mean_interval, wilson_interval
 
 GRAINS = ("week", "month", "quarter")
 ENTRIES = ("first", "recurring")
@@ -163,34 +163,35 @@ def cohort_sql(f: Filters, spec: CohortSpec, *, margin_rate: float) -> tuple[str
     params = {**params, "margin_rate": margin_rate, "c0": period_index(f.start, spec.grain),
               "c1": period_index(f.end, spec.grain)}
     seg, joins = _segment_sql(spec.split)
-    first_cat = ", arg_min(category, ordered_at) AS first_category" if extra else ""
-    keep = ""
-    if spec.values:
-        names = []
-        for i, v in enumerate(spec.values):
-            params[f"seg{i}"] = v
-            names.append(f"$seg{i}")
-        keep = f" AND {seg} IN ({', '.join(names)})"
-    p = period_sql(spec.grain, "ordered_at")
-    if spec.entry == "first":
-        sql = f"""
+    keep = f" AND {seg} IN ({_bind(params, 'seg', spec.values)})" if spec.values else ""
+    first = spec.entry == "first"
+    # Per customer: the last active period; with first-time entry also the cohort and
+    # the period of the second order (in the cohort period itself when it held two).
+    per_customer = ("min(q) AS c, max(q) AS last_q, min(q, 2) AS two, arg_min(n, q) AS n_first" if first
+                    else "max(q) AS last_q")
+    kept = ("cu.c, cu.last_q, CASE WHEN cu.n_first >= 2 THEN cu.c ELSE cu.two[2] END AS repeat_q" if first
+            else "cu.last_q")
+    if extra:
+        customers = ("(SELECT cu.*, fc.first_category FROM cu JOIN (SELECT customer_key, "
+                     "arg_min(category, ordered_at) AS first_category FROM o GROUP BY customer_key) fc "
+                     "ON fc.customer_key = cu.customer_key)")
+    else:
+        customers = "cu"
+    shared = f"""
 WITH o AS ({base}),
 a AS MATERIALIZED (
-    SELECT customer_key, {p} AS q, count(*) AS n, sum(revenue) AS rev, sum(margin) AS mar
+    SELECT customer_key, {period_sql(spec.grain, "ordered_at")} AS q, count(*) AS n, sum(revenue) AS rev,
+           sum(margin) AS mar
     FROM o GROUP BY customer_key, q
 ),
-cu AS (
-    SELECT customer_key, min(q) AS c, max(q) AS last_q, min(q, 2) AS two, arg_min(n, q) AS n_first
-    FROM a GROUP BY customer_key
-),
-fc AS (SELECT customer_key{first_cat} FROM o GROUP BY customer_key),
+cu AS (SELECT customer_key, {per_customer} FROM a GROUP BY customer_key),
 seg AS MATERIALIZED (
-    SELECT cu.customer_key, cu.c, cu.last_q,
-           CASE WHEN cu.n_first >= 2 THEN cu.c ELSE cu.two[2] END AS repeat_q, {seg} AS segment
-    FROM (SELECT cu.*{', fc.first_category' if extra else ''} FROM cu
-          {'JOIN fc ON fc.customer_key = cu.customer_key' if extra else ''}) cu {joins}
-    WHERE cu.c BETWEEN $c0 AND $c1{keep}
-)
+    SELECT cu.customer_key, {kept}, {seg} AS segment
+    FROM {customers} cu {joins}
+    WHERE {'cu.c BETWEEN $c0 AND $c1' if first else 'TRUE'}{keep}
+)"""
+    if first:
+        sql = shared + """
 SELECT 'cell' AS part, s.c AS cohort, s.segment, a.q - s.c AS k, count(*) AS customers,
        sum(a.n) AS orders, sum(a.rev) AS revenue, sum(a.mar) AS margin, NULL AS repeat_k
 FROM a JOIN seg s ON s.customer_key = a.customer_key
@@ -198,23 +199,8 @@ GROUP BY s.c, s.segment, a.q - s.c
 UNION ALL
 SELECT 'cust', c, segment, last_q - c, count(*), NULL, NULL, NULL, repeat_q - c
 FROM seg GROUP BY c, segment, last_q - c, repeat_q - c"""
-    else:
-        sql = f"""
-WITH o AS ({base}),
-a AS MATERIALIZED (
-    SELECT customer_key, {p} AS q, count(*) AS n, sum(revenue) AS rev, sum(margin) AS mar
-    FROM o GROUP BY customer_key, q
-),
-cu AS (
-    SELECT customer_key, max(q) AS last_q FROM a GROUP BY customer_key
-),
-fc AS (SELECT customer_key{first_cat} FROM o GROUP BY customer_key),
-seg AS MATERIALIZED (
-    SELECT cu.customer_key, cu.last_q, {seg} AS segment
-    FROM (SELECT cu.*{', fc.first_category' if extra else ''} FROM cu
-          {'JOIN fc ON fc.customer_key = cu.customer_key' if extra else ''}) cu {joins}
-    WHERE TRUE{keep}
-),
+    else:  # one entry per active period: each (customer, period) row of a is a cohort member
+        sql = shared + """,
 e AS MATERIALIZED (
     SELECT a.customer_key, a.q AS c, a.n, s.segment, s.last_q,
            lead(a.q) OVER (PARTITION BY a.customer_key ORDER BY a.q) AS next_q
@@ -334,8 +320,6 @@ def average_curve(values: pl.DataFrame, *, weighted: bool = True, by_segment: bo
         pl.len().alias("cohorts"), pl.col("size").sum().alias("customers"),
     ).sort(keys)
     rows = []
-    from scipy import stats as st  # only here: the t quantile
-
     for r in agg.iter_rows(named=True):
         if weighted:
             value = r["num"] / r["den"] if r["den"] else None
@@ -345,13 +329,9 @@ def average_curve(values: pl.DataFrame, *, weighted: bool = True, by_segment: bo
                 lo = hi = None
         else:
             value = r["simple"]
-            if r["cohorts"] >= 2 and r["sd"] is not None:
-                half = st.t.ppf(0.975, r["cohorts"] - 1) * r["sd"] / math.sqrt(r["cohorts"])
-                lo, hi = value - half, value + half
-                if share:
-                    lo, hi = max(lo, 0.0), min(hi, 1.0)
-            else:
-                lo = hi = None
+            lo, hi = mean_interval(value, r["sd"], r["cohorts"])
+            if share and lo is not None:
+                lo, hi = max(lo, 0.0), min(hi, 1.0)
         rows.append({"segment": r["segment"], "k": r["k"], "value": value, "low": lo, "high": hi,
                      "cohorts": r["cohorts"], "customers": r["customers"]})
     return pl.DataFrame(rows, schema={"segment": pl.Utf8, "k": pl.Int64, "value": pl.Float64, "low": pl.Float64,
@@ -389,10 +369,13 @@ LIFECYCLE_COLUMNS = {"month": pl.Date, "new": pl.Int64, "returning": pl.Int64, "
 def flow_sql(f: Filters) -> tuple[str, dict[str, Any]]:
     """Per customer and active month q (ordered by q): the month starts at which the
     customer is in the base because of q's last order, ``[q + 1, min(next q,
-    month(last order + W))]``, whether that spell began in q (not in the base at q's
-    start) and ended (not carried on by the next active month). Aggregated to counts
-    by month: ``kind`` = start, end (spell edges), new/returning/resurrected (month
-    active), dormant (month after an active month without an order)."""
+    month(last order + W))]``, and whether the customer was already in the base at
+    q's start. Aggregated to counts by month (``kind``): spell_start (entered the
+    base during the month; ``first`` marks a first order ever), spell_end (in the
+    base at the month's start, gone at the next), spell_end_in_month (carried in,
+    ordered, and still gone by the next month's start), new / returning /
+    resurrected (active in the month), dormant (the month after an active month
+    without an order)."""
     base, params = f.orders_sql()
     params = {**params, "margin_rate": 0.0, "w": f.inactivity_days}
     mi = "CAST(year({x}) * 12 + month({x}) - 1 AS INTEGER)"
@@ -507,8 +490,6 @@ def time_to_repeat(store: Store, f: Filters, *, split: str = "none", as_of: date
     segment, days, at_risk, events, censored, survival, low, high, repeated (1 -
     survival: the share who have bought again by that day)."""
     sql, params = repeat_times_sql(f, split)
-    from metrics.filters import instant
-
     raw = store.query(sql, {**params, "end_at": instant(as_of + timedelta(days=1))})
     frames = []
     for (segment,), part in raw.partition_by("segment", as_dict=True).items():
