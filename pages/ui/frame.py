@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
+import polars as pl
 import streamlit as st
 
 from data.config import db_path
 from data.store import Store
 from metrics import kpis
+from metrics import retention as R
 from metrics.filters import (
     COMPARISONS, LOYALTY, PERIODS, Filters, ViewState, comparison_period,
 )
@@ -60,6 +62,77 @@ def _distinct(path: str, version: str, sql: str) -> list[str]:
 @st.cache_data(show_spinner=False, max_entries=256)
 def overview(path: str, version: str, filters: Filters, comparison: tuple[date, date] | None) -> kpis.Overview:
     return kpis.overview(get_store(path), filters, comparison=comparison)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def cohorts(path: str, version: str, filters: Filters, spec: R.CohortSpec, as_of: date) -> pl.DataFrame:
+    return R.cohort_table(get_store(path), filters, spec, as_of=as_of)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def flow(path: str, version: str, filters: Filters, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return R.base_flow(get_store(path), filters, as_of=as_of)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def repeat_times(path: str, version: str, filters: Filters, split: str, as_of: date) -> pl.DataFrame:
+    return R.time_to_repeat(get_store(path), filters, split=split, as_of=as_of)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def gaps(path: str, version: str, filters: Filters) -> dict:
+    return R.gap_summary(get_store(path), filters)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cell_customers(path: str, version: str, filters: Filters, spec: R.CohortSpec, cohort: date, k: int,
+                   later: bool, segment: str | None) -> pl.DataFrame:
+    return R.cell_customers(get_store(path), filters, spec, cohort=cohort, k=k, later=later, segment=segment)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def segment_values(path: str, version: str, split: str) -> list[str]:
+    sql = {
+        "acquisition_channel": "SELECT DISTINCT coalesce(acquisition_channel, 'unknown') AS v FROM customers",
+        "region": "SELECT DISTINCT coalesce(region, 'unknown') AS v FROM customers",
+        "first_category": "SELECT DISTINCT coalesce(category, 'unknown') AS v FROM orders",
+        "loyalty": "SELECT unnest(['member', 'non_member']) AS v",
+    }.get(split)
+    return sorted(_distinct(path, version, sql)) if sql else []
+
+
+def page_param(key: str, allowed: tuple | list, default):
+    """A page control's value from the URL (``?key=...``) on the session's first run:
+    seeds ``st.session_state[key]`` once; the page writes it back with
+    :func:`keep_page_params`. Keys are the page's own (prefix ``r_``)."""
+    if key not in st.session_state:
+        raw = st.query_params.get(key)
+        value = default
+        if raw is not None:
+            if isinstance(default, bool):
+                value = raw == "1"
+            elif isinstance(default, int):
+                try:
+                    value = int(raw)
+                except ValueError:
+                    value = default
+            else:
+                value = raw
+        if not isinstance(default, bool | int) and allowed and value not in allowed:
+            value = default
+        st.session_state[key] = value
+    return st.session_state[key]
+
+
+def keep_page_params(values: dict[str, object], defaults: dict[str, object]) -> None:
+    """Write the page's controls into the URL (only those not at their default)."""
+    for k, v in values.items():
+        text = ("1" if v else "0") if isinstance(v, bool) else str(v)
+        if v == defaults.get(k):
+            if k in st.query_params:
+                del st.query_params[k]
+        else:
+            st.query_params[k] = text
 
 
 def cache_key() -> tuple[str, str]:
@@ -122,7 +195,9 @@ def sidebar() -> Context:
         period=period, start=start, end=end, comparison=cmp, channels=tuple(channels), regions=tuple(regions),
         loyalty=loyalty, lang=lang, currency=currency, fx=float(fx), inactivity_days=int(window),
     )
-    st.query_params.from_dict(view.to_query_params())
+    # The view, plus the page's own controls (``r_...``), which the page keeps itself.
+    page_own = {k: v for k, v in st.query_params.to_dict().items() if k.startswith("r_")}
+    st.query_params.from_dict({**view.to_query_params(), **page_own})
     filters = comparison = None
     if last is not None:
         if view.period == "custom" and not (view.start and view.end):
