@@ -219,7 +219,8 @@ FROM e WHERE c BETWEEN $c0 AND $c1 GROUP BY c, segment, last_q - c, 9"""
 
 
 def cohort_table(store: Store, f: Filters, spec: CohortSpec, *, as_of: date,
-                 margin_rate: float = DEFAULT_MARGIN_RATE) -> pl.DataFrame:
+                 margin_rate: float = DEFAULT_MARGIN_RATE, repeaters: bool = True, money: bool = True,
+                 act: "Activity | None" = None, second: pl.DataFrame | None = None) -> pl.DataFrame:
     """Every mature cell of the cohort triangle, one row per (cohort, segment, k).
 
     Columns: cohort (first day of the cohort period), segment ('all' when not split),
@@ -228,24 +229,60 @@ def cohort_table(store: Store, f: Filters, spec: CohortSpec, *, as_of: date,
     orders by the end of k), orders, revenue, margin (in period k, of the cohort's
     customers), complete (period k has ended by ``as_of``, the last day of data).
     Cells beyond ``as_of`` are absent (immature), not zero.
+
+    With first-time entry the counts come from one pass over the orders per
+    customer (:func:`activity`, reused when given as ``act``, with the
+    :func:`second_orders` of its cohort customers as ``second``);
+    ``repeaters=False`` skips the second orders and ``money=False`` the
+    orders/revenue/margin (those columns are then null, never zero). Recurring
+    entry runs :func:`cohort_sql`.
     """
-    raw = store.query(*cohort_sql(f, spec, margin_rate=margin_rate))
-    return shape_cohorts(raw, grain=spec.grain, as_of=as_of)
+    if spec.entry == "recurring":
+        raw = store.query(*cohort_sql(f, spec, margin_rate=margin_rate))
+        return shape_cohorts(raw, grain=spec.grain, as_of=as_of)
+    if act is None:
+        act = activity(store, f, grain=spec.grain, split=spec.split, values=spec.values)
+    c0, c1 = period_index(f.start, spec.grain), period_index(f.end, spec.grain)
+    cells, cust, members = _first_entry_counts(act, c0, c1)
+    if repeaters:
+        if second is None:
+            second = second_orders(store, f, act, members, margin_rate=margin_rate)
+        rep = (members.join(second.select("customer_key", "second_at"), on="customer_key", how="left")
+               .with_columns((_period_expr(pl.col("second_at"), spec.grain) - pl.col("cohort")).alias("repeat_k")))
+        cust = rep.group_by("cohort", "segment", "last_k", "repeat_k").agg(pl.len().alias("customers"))
+    if money:
+        cells = cells.join(_money_cells(store, f, act, members, margin_rate=margin_rate),
+                           on=["cohort", "segment", "k"], how="left")
+    out = _shape(cells, cust, grain=spec.grain, as_of=as_of)
+    missing = ([] if repeaters else ["repeaters"]) + ([] if money else ["orders", "revenue", "margin"])
+    return out.with_columns(pl.lit(None, dtype=out.schema[c]).alias(c) for c in missing) if missing else out
 
 
 def shape_cohorts(raw: pl.DataFrame, *, grain: str, as_of: date) -> pl.DataFrame:
     """Turn the ``cell`` and ``cust`` rows of :func:`cohort_sql` into the dense,
     mature triangle described in :func:`cohort_table`."""
-    if raw.height == 0:
+    cells = raw.filter(pl.col("part") == "cell").select(
+        "cohort", "segment", "k", pl.col("customers").alias("active"), "orders", "revenue", "margin")
+    cust = raw.filter(pl.col("part") == "cust").select(
+        "cohort", "segment", pl.col("k").alias("last_k"), "repeat_k", "customers")
+    return _shape(cells, cust, grain=grain, as_of=as_of)
+
+
+def _shape(cells: pl.DataFrame, cust: pl.DataFrame, *, grain: str, as_of: date) -> pl.DataFrame:
+    """``cells``: (cohort, segment, k, active[, orders, revenue, margin]) with cohort
+    a period index; ``cust``: (cohort, segment, last_k, repeat_k, customers), the
+    histogram of each cohort customer's last active k and the k of the second order."""
+    if cust.height == 0:
         return pl.DataFrame(schema=COHORT_COLUMNS)
     now = period_index(as_of, grain)
     now_complete = period_end(now, grain) <= as_of
-    cells = raw.filter(pl.col("part") == "cell").select(
-        pl.col("cohort").cast(pl.Int64), "segment", pl.col("k").cast(pl.Int64),
-        pl.col("customers").cast(pl.Int64).alias("active"), pl.col("orders").cast(pl.Int64),
-        pl.col("revenue").cast(pl.Float64), pl.col("margin").cast(pl.Float64))
-    cust = raw.filter(pl.col("part") == "cust").select(
-        pl.col("cohort").cast(pl.Int64), "segment", pl.col("k").cast(pl.Int64).alias("last_k"),
+    cells = cells.select(
+        pl.col("cohort").cast(pl.Int64), pl.col("segment").cast(pl.Utf8), pl.col("k").cast(pl.Int64),
+        pl.col("active").cast(pl.Int64),
+        *(pl.col(c).cast(pl.Int64 if c == "orders" else pl.Float64) if c in cells.columns
+          else pl.lit(None, dtype=pl.Float64).alias(c) for c in ("orders", "revenue", "margin")))
+    cust = cust.select(
+        pl.col("cohort").cast(pl.Int64), pl.col("segment").cast(pl.Utf8), pl.col("last_k").cast(pl.Int64),
         pl.col("repeat_k").cast(pl.Int64), pl.col("customers").cast(pl.Int64))
     sizes = cust.group_by("cohort", "segment").agg(pl.col("customers").sum().alias("size"))
     grid = sizes.with_columns(
@@ -357,6 +394,273 @@ def repeat_rates(table: pl.DataFrame) -> pl.DataFrame:
 
 
 # ---------------------------------------------------------------------------------
+# Activity: one pass over the orders, one row per customer, its periods as bits
+# ---------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Activity:
+    """Per customer (``keys``, ``segment``): the periods of ``grain`` it ordered in,
+    as bits of ``active`` (bit i of the row = period ``p0 + i``), and, when asked for
+    the flow, its active months (``months``, bit i = month ``m0 + i``) and the month
+    starts at which it was in the customer base (``base``, same months). Built by
+    :func:`activity` in one grouped pass; the cohorts, the flow, the lifecycle and
+    the time to repeat are counted from it with NumPy."""
+
+    grain: str
+    p0: int
+    nbits: int
+    keys: np.ndarray
+    segment: pl.Series
+    active: np.ndarray
+    m0: int = 0
+    nmonths: int = 0
+    nbase: int = 0
+    months: np.ndarray | None = None
+    base: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+
+def _words(n: int) -> int:
+    return max(1, -(-n // 64))
+
+
+def _bit_sql(rel: str, nbits: int) -> list[str]:
+    """Aggregates OR-ing bit ``rel`` (0 <= rel < nbits) into UBIGINT words."""
+    if nbits <= 64:
+        return [f"bit_or(1::UBIGINT << ({rel})::UBIGINT)"]
+    return [f"bit_or(CASE WHEN ({rel}) BETWEEN {64 * j} AND {64 * j + 63} "
+            f"THEN 1::UBIGINT << (({rel}) - {64 * j})::UBIGINT ELSE 0::UBIGINT END)" for j in range(_words(nbits))]
+
+
+def _range_sql(lo: str, hi: str, nbits: int) -> list[str]:
+    """Aggregates OR-ing bits ``lo`` .. ``hi`` - 1 (lo <= hi) into UBIGINT words:
+    (2^hi - 1) xor (2^lo - 1) in one word; with several, 2^h - 2^l with l and h
+    clamped to each word (a 128-bit difference)."""
+    if nbits <= 63:
+        return [f"bit_or(xor((1::UBIGINT << ({hi})::UBIGINT) - 1::UBIGINT, (1::UBIGINT << ({lo})::UBIGINT) - 1::UBIGINT))"]
+    out = []
+    for j in range(_words(nbits)):
+        lo_j, hi_j = (f"least(greatest(({x}) - {64 * j}, 0), 64)::UHUGEINT" for x in (lo, hi))
+        out.append(f"bit_or(CAST((1::UHUGEINT << {hi_j}) - (1::UHUGEINT << {lo_j}) AS UBIGINT))")
+    return out
+
+
+_ONE = np.uint64(1)
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(np.int64)
+
+
+def _bit_counts(words: np.ndarray, nbits: int, groups: np.ndarray | None = None, n_groups: int = 1) -> np.ndarray:
+    """(n_groups, 64 * words) counts of rows with each bit set, per group (``groups``
+    holds each row's group number; None = one group), for bits below ``nbits`` (the
+    rest are zero). Byte histograms times the bits of each byte value: one bincount
+    per byte instead of unpacking a bit matrix."""
+    n_words = words.shape[1]
+    data = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
+    out = np.zeros((n_groups, 64 * n_words), np.int64)
+    offset = 0 if groups is None else groups.astype(np.int64) * 256
+    for j in range(min(-(-nbits // 8), 8 * n_words)):
+        hist = np.bincount(offset + data[:, j], minlength=n_groups * 256).reshape(n_groups, 256)
+        out[:, 8 * j:8 * j + 8] = hist @ _BYTE_BITS
+    return out
+
+
+def _lowest_bit(words: np.ndarray) -> np.ndarray:
+    """Index of each row's lowest set bit (rows have at least one)."""
+    j = (words != 0).argmax(axis=1)
+    x = words[np.arange(len(words)), j]
+    return j * 64 + np.bitwise_count((x & (~x + _ONE)) - _ONE).astype(np.int64)
+
+
+def _highest_bit(words: np.ndarray) -> np.ndarray:
+    """Index of each row's highest set bit (rows have at least one)."""
+    j = words.shape[1] - 1 - (words[:, ::-1] != 0).argmax(axis=1)
+    x = words[np.arange(len(words)), j].copy()
+    for shift in (1, 2, 4, 8, 16, 32):
+        x |= x >> np.uint64(shift)
+    return j * 64 + np.bitwise_count(x).astype(np.int64) - 1
+
+
+def _bit_at(words: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Each row's bit ``index[row]`` (False beyond the words)."""
+    inside = index < 64 * words.shape[1]
+    j = np.minimum(index // 64, words.shape[1] - 1)
+    bit = (words[np.arange(len(words)), j] >> (index % 64).astype(np.uint64)) & _ONE
+    return (bit == 1) & inside
+
+
+def _shift_down(words: np.ndarray) -> np.ndarray:
+    """Bit i of the result = bit i + 1 of ``words`` (across words)."""
+    out = words >> _ONE
+    out[:, :-1] |= words[:, 1:] << np.uint64(63)
+    return out
+
+
+def _shift_up(words: np.ndarray) -> np.ndarray:
+    """Bit i of the result = bit i - 1 of ``words`` (the top bit falls off)."""
+    out = words << _ONE
+    out[:, 1:] |= words[:, :-1] >> np.uint64(63)
+    return out
+
+
+def _period_expr(col: pl.Expr, grain: str) -> pl.Expr:
+    """The Polars twin of :func:`period_sql` for a datetime column."""
+    if grain == "week":
+        return ((col.dt.date() - pl.lit(_MONDAY)).dt.total_days() // 7).cast(pl.Int64)
+    if grain == "month":
+        return (col.dt.year().cast(pl.Int64) * 12 + col.dt.month().cast(pl.Int64) - 1)
+    return (col.dt.year().cast(pl.Int64) * 4 + (col.dt.month().cast(pl.Int64) - 1) // 3)
+
+
+def activity(store: Store, f: Filters, *, grain: str = "month", split: str = "none",
+             values: tuple[str, ...] = (), flow: bool = False) -> Activity:
+    """One grouped pass over ``f``'s completed orders (all history): per customer the
+    bits of its active periods (and, with ``flow``, of its active months and of the
+    month starts at which it was in the base: an order at t keeps the customer in the
+    base at every month start in (t, t + W days]) and its segment for ``split``
+    (kept to ``values`` when given)."""
+    if grain not in GRAINS:
+        raise ValueError(f"grain must be one of {GRAINS}, not {grain!r}")
+    lo, hi = store.query("SELECT min(ordered_at) AS lo, max(ordered_at) AS hi FROM orders").row(0)
+    if lo is None:
+        return Activity(grain=grain, p0=0, nbits=1, keys=np.zeros(0, np.int64), segment=pl.Series([], dtype=pl.Utf8),
+                        active=np.zeros((0, 1), np.uint64))
+    p0 = period_index(lo.date(), grain)
+    nbits = period_index(hi.date(), grain) - p0 + 1
+    m0 = period_index(lo.date(), "month")
+    nmonths = period_index(hi.date(), "month") - m0 + 1
+    # Bit i of base = in the base at the start of month m0 + i; the last order's
+    # window ends in month(hi + W), so the base is known up to the start of the next.
+    nbase = period_index((hi + timedelta(days=f.inactivity_days)).date(), "month") - m0 + 2
+    extra = ("category",) if split == "first_category" else ()
+    base, params = f.orders_sql(extra)
+    params = {**params, "margin_rate": 0.0}
+    q = f"({period_sql(grain, 'ordered_at')} - {p0})"
+    aggs = [f"{a} AS a{j}" for j, a in enumerate(_bit_sql(q, nbits))]
+    if flow:
+        mq = f"({period_sql('month', 'ordered_at')} - {m0})"
+        if grain != "month":
+            aggs += [f"{a} AS m{j}" for j, a in enumerate(_bit_sql(mq, nmonths))]
+        params["w"] = int(f.inactivity_days)
+        exit_q = f"({period_sql('month', '(CAST(ordered_at AS DATE) + CAST($w AS INTEGER))')} - {m0})"
+        aggs += [f"{a} AS b{j}" for j, a in enumerate(_range_sql(f"{mq} + 1", f"{exit_q} + 1", nbase))]
+    if extra:
+        aggs.append("arg_min(category, ordered_at) AS first_category")
+    seg, joins = _segment_sql(split)
+    keep = f" WHERE {seg} IN ({_bind(params, 'seg', values)})" if values and split != "none" else ""
+    sql = f"""
+WITH o AS ({base}),
+cu AS (SELECT customer_key, {', '.join(aggs)} FROM o GROUP BY customer_key)
+SELECT cu.* EXCLUDE ({'first_category' if extra else 'customer_key'}), cu.customer_key, {seg} AS segment
+FROM cu {joins}{keep}"""
+    raw = store.query(sql, params)
+
+    def words(prefix: str, n: int) -> np.ndarray:
+        cols = [f"{prefix}{j}" for j in range(_words(n))]
+        return np.column_stack([raw[c].to_numpy() for c in cols]).astype(np.uint64) if raw.height else \
+            np.zeros((0, len(cols)), np.uint64)
+
+    active = words("a", nbits)
+    months = None
+    base_bits = None
+    if flow:
+        months = active if grain == "month" else words("m", nmonths)
+        base_bits = words("b", nbase)
+    return Activity(grain=grain, p0=p0, nbits=nbits, keys=raw["customer_key"].to_numpy().astype(np.int64),
+                    segment=raw["segment"].cast(pl.Utf8), active=active, m0=m0, nmonths=nmonths,
+                    nbase=nbase if flow else 0, months=months, base=base_bits)
+
+
+def _first_entry_counts(act: Activity, c0: int, c1: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """From the bits: (cells: cohort, segment, k, active; cust: cohort, segment,
+    last_k, repeat_k (null), customers; members: see :func:`_members`) for the
+    cohorts c0..c1 (first-time entry). Counted per (cohort, segment) group with
+    bincounts."""
+    members, keep = _members(act, c0, c1)
+    if members.height == 0:
+        return (pl.DataFrame(schema={"cohort": pl.Int64, "segment": pl.Utf8, "k": pl.Int64, "active": pl.Int64}),
+                pl.DataFrame(schema={"cohort": pl.Int64, "segment": pl.Utf8, "last_k": pl.Int64,
+                                     "repeat_k": pl.Int64, "customers": pl.Int64}), members)
+    seg = members["segment"]
+    if seg.n_unique() == 1:
+        names, seg_code = seg.head(1), np.zeros(members.height, np.int64)
+    else:
+        names = seg.unique().sort()
+        seg_code = seg.cast(pl.Enum(names.to_list())).to_physical().to_numpy().astype(np.int64)
+    n_seg = len(names)
+    rel = members["cohort"].to_numpy() - act.p0
+    groups = rel * n_seg + seg_code
+    n_groups = (int(rel.max()) + 1) * n_seg
+    # Active customers per group and period: bit counts per group.
+    counts = _bit_counts(act.active[keep], act.nbits, groups, n_groups)
+    g, bit = np.nonzero(counts)
+    cells = pl.DataFrame({"cohort": g // n_seg + act.p0, "segment": names.gather(g % n_seg),
+                          "k": bit - g // n_seg, "active": counts[g, bit]})
+    # Customers per group and last active k.
+    ends = np.bincount(groups * act.nbits + members["last_k"].to_numpy(), minlength=n_groups * act.nbits)
+    idx = np.nonzero(ends)[0]
+    g = idx // act.nbits
+    cust = pl.DataFrame({"cohort": g // n_seg + act.p0, "segment": names.gather(g % n_seg),
+                         "last_k": idx % act.nbits, "repeat_k": pl.Series([None] * len(idx), dtype=pl.Int64),
+                         "customers": ends[idx]})
+    return cells, cust, members
+
+
+def _members(act: Activity, c0: int, c1: int) -> tuple[pl.DataFrame, np.ndarray]:
+    """The customers whose first period lies in c0..c1: (customer_key, cohort (a
+    period index), segment, last_k (their last active period minus the cohort's)),
+    and the mask of their rows in ``act``."""
+    first = _lowest_bit(act.active) + act.p0 if act.size else np.zeros(0, np.int64)
+    keep = (first >= c0) & (first <= c1)
+    last = _highest_bit(act.active[keep]) + act.p0 if keep.any() else np.zeros(0, np.int64)
+    members = pl.DataFrame({
+        "customer_key": act.keys[keep], "cohort": first[keep].astype(np.int64),
+        "segment": act.segment.filter(pl.Series(keep)), "last_k": (last - first[keep]).astype(np.int64),
+    }, schema={"customer_key": pl.Int64, "cohort": pl.Int64, "segment": pl.Utf8, "last_k": pl.Int64})
+    return members, keep
+
+
+def second_orders(store: Store, f: Filters, act: Activity, members: pl.DataFrame, *,
+                  margin_rate: float = DEFAULT_MARGIN_RATE) -> pl.DataFrame:
+    """The first and second completed order of each customer in ``members``
+    (customer_key, cohort): columns customer_key, first_at, second_at (null with one
+    order). Only orders from the start of the earliest member cohort are read: a
+    cohort's customers have none before it."""
+    if members.height == 0:
+        return pl.DataFrame(schema={"customer_key": pl.Int64, "first_at": pl.Datetime("us"),
+                                    "second_at": pl.Datetime("us")})
+    base, params = f.orders_sql()
+    params = {**params, "margin_rate": margin_rate,
+              "since": instant(period_start(int(members["cohort"].min()), act.grain))}
+    sql = f"""
+WITH o AS ({base}),
+t AS (SELECT o.customer_key, min(o.ordered_at, 2) AS two FROM o JOIN k ON k.customer_key = o.customer_key
+      WHERE o.ordered_at >= $since GROUP BY o.customer_key)
+SELECT CAST(customer_key AS BIGINT) AS customer_key, two[1] AS first_at, two[2] AS second_at FROM t"""
+    return store.query(sql, params, tables={"k": members.select("customer_key")})
+
+
+def _money_cells(store: Store, f: Filters, act: Activity, members: pl.DataFrame, *,
+                 margin_rate: float) -> pl.DataFrame:
+    """Orders, revenue and margin of each cohort's customers per period k."""
+    if members.height == 0:
+        return pl.DataFrame(schema={"cohort": pl.Int64, "segment": pl.Utf8, "k": pl.Int64, "orders": pl.Int64,
+                                    "revenue": pl.Float64, "margin": pl.Float64})
+    base, params = f.orders_sql()
+    params = {**params, "margin_rate": margin_rate,
+              "since": instant(period_start(int(members["cohort"].min()), act.grain))}
+    sql = f"""
+WITH o AS ({base})
+SELECT k.cohort, k.segment, CAST({period_sql(act.grain, 'o.ordered_at')} - k.cohort AS BIGINT) AS k,
+       count(*) AS orders, sum(o.revenue) AS revenue, sum(o.margin) AS margin
+FROM o JOIN k ON k.customer_key = o.customer_key WHERE o.ordered_at >= $since GROUP BY ALL"""
+    return store.query(sql, params, tables={"k": members.select("customer_key", "cohort", "segment")})
+
+
+
+
+# ---------------------------------------------------------------------------------
 # The customer-base flow and the lifecycle split (monthly)
 # ---------------------------------------------------------------------------------
 FLOW_COLUMNS = {"month": pl.Date, "base_start": pl.Int64, "new": pl.Int64, "reactivated": pl.Int64,
@@ -366,94 +670,60 @@ LIFECYCLE_COLUMNS = {"month": pl.Date, "new": pl.Int64, "returning": pl.Int64, "
                      "dormant": pl.Int64, "complete": pl.Boolean}
 
 
-def flow_sql(f: Filters) -> tuple[str, dict[str, Any]]:
-    """Per customer and active month q (ordered by q): the month starts at which the
-    customer is in the base because of q's last order, ``[q + 1, min(next q,
-    month(last order + W))]``, and whether the customer was already in the base at
-    q's start. Aggregated to counts by month (``kind``): spell_start (entered the
-    base during the month; ``first`` marks a first order ever), spell_end (in the
-    base at the month's start, gone at the next), spell_end_in_month (carried in,
-    ordered, and still gone by the next month's start), new / returning /
-    resurrected (active in the month), dormant (the month after an active month
-    without an order)."""
-    base, params = f.orders_sql()
-    params = {**params, "margin_rate": 0.0, "w": f.inactivity_days}
-    mi = "CAST(year({x}) * 12 + month({x}) - 1 AS INTEGER)"
-    exit_of = lambda x: mi.format(x=f"({x} + to_days(CAST($w AS INTEGER)))")  # noqa: E731
-    sql = f"""
-WITH o AS ({base}),
-a AS (SELECT customer_key, {mi.format(x='ordered_at')} AS q, max(ordered_at) AS last_at FROM o GROUP BY 1, 2),
-s AS (
-    SELECT customer_key, q, {exit_of('last_at')} AS out_q,
-           lag(q) OVER w AS prev_q, {exit_of('lag(last_at) OVER w')} AS prev_out_q,
-           lead(q) OVER w AS next_q
-    FROM a WINDOW w AS (PARTITION BY customer_key ORDER BY q)
-),
-r AS (
-    SELECT *, least(coalesce(next_q, out_q), out_q) AS range_to,
-           -- in the base at q's start (the previous spell reaches q)
-           prev_q IS NOT NULL AND prev_out_q >= q AS carried_in
-    FROM s
-)
-SELECT 'spell_start' AS kind, q AS month, prev_q IS NULL AS first, count(*) AS n FROM r
-WHERE range_to >= q + 1 AND NOT carried_in GROUP BY ALL
-UNION ALL
-SELECT 'spell_end', range_to, NULL, count(*) FROM r
-WHERE range_to >= q + 1 AND (next_q IS NULL OR out_q < next_q) GROUP BY ALL
-UNION ALL
-SELECT 'spell_end_in_month', q, NULL, count(*) FROM r
-WHERE range_to < q + 1 AND carried_in GROUP BY ALL
-UNION ALL
-SELECT CASE WHEN prev_q IS NULL THEN 'new' WHEN prev_q = q - 1 THEN 'returning' ELSE 'resurrected' END,
-       q, NULL, count(*) FROM r GROUP BY ALL
-UNION ALL
-SELECT 'dormant', q + 1, NULL, count(*) FROM r WHERE next_q IS NULL OR next_q > q + 1 GROUP BY ALL"""
-    return sql, params
-
-
-def base_flow(store: Store, f: Filters, *, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+def base_flow(store: Store, f: Filters, *, as_of: date, act: Activity | None = None
+              ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(flow, lifecycle) for the complete months of ``f``'s period (the month holding
     ``as_of`` is left out of the flow unless it ends on ``as_of``; the lifecycle keeps
     it, flagged incomplete). See the module docstring for the definitions; the flow
-    satisfies ``base_end = base_start + new + reactivated - churned`` on every row."""
-    raw = store.query(*flow_sql(f))
-    return shape_flow(raw, start=f.start, end=f.end, as_of=as_of)
+    satisfies ``base_end = base_start + new + reactivated - churned`` on every row.
 
-
-def shape_flow(raw: pl.DataFrame, *, start: date, end: date, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
-    m0, now = period_index(start, "month"), period_index(min(end, as_of), "month")
+    Counted from :func:`activity` with ``flow=True`` (reused when given): S is the
+    number of customers with their base bit set at the month's start, churned those
+    whose bit goes from 1 to 0 at the next start, new those whose first month it is
+    and whose bit is 1 at the next start, reactivated the other 0-to-1 changes."""
+    if act is None or act.base is None or act.months is None:
+        act = activity(store, f, flow=True)
+    start_m, now = period_index(f.start, "month"), period_index(min(f.end, as_of), "month")
     last_full = now if period_end(now, "month") <= as_of else now - 1
-    counts: dict[str, dict[int, int]] = {}
-    for kind, month, first, n in raw.iter_rows():
-        key = kind if kind != "spell_start" else ("start_new" if first else "start_back")
-        bucket = counts.setdefault(key, {})
-        bucket[month] = bucket.get(month, 0) + n
-    get = lambda kind, m: counts.get(kind, {}).get(m, 0)  # noqa: E731
-    # A spell that starts in month q puts the customer in the base from q + 1 on; one
-    # that ends at range_to takes them out after it: in the base at range_to's start,
-    # gone at the next month's start, so churned in month range_to. A customer
-    # carried in whose own month's order expires within the month churns in q.
-    months = sorted(set().union(*(d.keys() for d in counts.values()))) if counts else []
+    zeros = np.zeros(1, np.int64)
+    if act.size:
+        inside, active = act.base, act.months
+        first = _lowest_bit(active)
+        data_from = act.m0 + int(first.min())
+        following = _shift_down(inside)  # bit i = in the base at the start of month i + 1
+        in_base = _bit_counts(inside, act.nbase)[0]
+        entered = _bit_counts(~inside & following, act.nbase)[0]
+        left = entered - np.r_[in_base[1:] - in_base[:-1], 0]  # E - S = entered - left
+        new_in = np.bincount(first[_bit_at(inside, first + 1)], minlength=act.nbase)
+        n_active = _bit_counts(active, act.nmonths)[0]
+        returning = _bit_counts(active & _shift_up(active), act.nmonths)[0]
+        # dormant in i: active in i - 1 but not in i
+        dormant = np.r_[0, n_active[:-1] - returning[1:]]
+        first_month = np.bincount(first, minlength=act.nmonths)
+    else:
+        data_from = start_m
+        in_base = entered = left = new_in = n_active = returning = dormant = first_month = zeros
+
+    def get(arr: np.ndarray, m: int) -> int:
+        i = m - act.m0
+        return int(arr[i]) if 0 <= i < len(arr) else 0
+
     flow_rows = []
-    if months:
-        base = 0
-        for m in range(min(months), last_full + 1):
-            new, back = get("start_new", m), get("start_back", m)
-            churned = get("spell_end", m) + get("spell_end_in_month", m)
-            end_base = base + new + back - churned
-            if m >= m0:
-                churn = churned / base if base else None
-                flow_rows.append({
-                    "month": period_start(m, "month"), "base_start": base, "new": new, "reactivated": back,
-                    "churned": churned, "base_end": end_base, "churn_rate": churn,
-                    "retention_rate": None if churn is None else 1 - churn,
-                    "classic_retention": (end_base - new - back) / base if base else None,
-                })
-            base = end_base
+    for m in range(max(start_m, data_from), last_full + 1) if act.size else ():
+        s, churned = get(in_base, m), get(left, m)
+        new = get(new_in, m)
+        back = get(entered, m) - new
+        e = get(in_base, m + 1)
+        churn = churned / s if s else None
+        flow_rows.append({"month": period_start(m, "month"), "base_start": s, "new": new, "reactivated": back,
+                          "churned": churned, "base_end": e, "churn_rate": churn,
+                          "retention_rate": None if churn is None else 1 - churn,
+                          "classic_retention": (e - new - back) / s if s else None})
     life_rows = []
-    for m in range(m0, now + 1):
-        life_rows.append({"month": period_start(m, "month"), "new": get("new", m), "returning": get("returning", m),
-                          "resurrected": get("resurrected", m), "dormant": get("dormant", m),
+    for m in range(start_m, now + 1):
+        new, ret = get(first_month, m), get(returning, m)
+        life_rows.append({"month": period_start(m, "month"), "new": new, "returning": ret,
+                          "resurrected": get(n_active, m) - new - ret, "dormant": get(dormant, m),
                           "complete": m <= last_full})
     return (pl.DataFrame(flow_rows, schema=FLOW_COLUMNS), pl.DataFrame(life_rows, schema=LIFECYCLE_COLUMNS))
 
@@ -461,40 +731,32 @@ def shape_flow(raw: pl.DataFrame, *, start: date, end: date, as_of: date) -> tup
 # ---------------------------------------------------------------------------------
 # Time to repeat
 # ---------------------------------------------------------------------------------
-def repeat_times_sql(f: Filters, split: str) -> tuple[str, dict[str, Any]]:
-    """Per segment and whole day: customers whose second order came that many days
-    after the first (event) or who, that many days after their first order, reached
-    the end of the data with one order (censored). Customers acquired in ``f``'s
-    period."""
-    extra = ("category",) if split == "first_category" else ()
-    base, params = f.orders_sql(extra)
-    seg, joins = _segment_sql(split)
-    params = {**params, "margin_rate": 0.0, "s": f.start, "e": f.end + timedelta(days=1)}
-    first_cat = ", arg_min(category, ordered_at) AS first_category" if extra else ""
-    sql = f"""
-WITH o AS ({base}),
-cu AS (
-    SELECT customer_key, min(ordered_at, 2) AS two{first_cat} FROM o GROUP BY customer_key
-    HAVING min(ordered_at) >= $s AND min(ordered_at) < $e
-)
-SELECT {seg} AS segment,
-       CAST(floor(date_diff('second', cu.two[1], coalesce(cu.two[2], CAST($end_at AS TIMESTAMP))) / 86400)
-            AS INTEGER) AS days,
-       len(cu.two) >= 2 AS event, count(*) AS n
-FROM cu {joins} GROUP BY ALL"""
-    return sql, params
-
-
-def time_to_repeat(store: Store, f: Filters, *, split: str = "none", as_of: date) -> pl.DataFrame:
-    """Kaplan-Meier curves of the time to a second purchase, per segment: columns
-    segment, days, at_risk, events, censored, survival, low, high, repeated (1 -
-    survival: the share who have bought again by that day)."""
-    sql, params = repeat_times_sql(f, split)
-    raw = store.query(sql, {**params, "end_at": instant(as_of + timedelta(days=1))})
+def time_to_repeat(store: Store, f: Filters, *, split: str = "none", as_of: date, act: Activity | None = None,
+                   second: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Kaplan-Meier curves of the time to a second purchase, per segment, for the
+    customers whose first completed order falls in ``f``'s period: columns segment,
+    days, at_risk, events, censored, survival, low, high, repeated (1 - survival: the
+    share who have bought again by that day). Days are whole days from the first
+    order to the second; a customer with one order is censored at the end of
+    ``as_of``. ``act`` and ``second`` (:func:`second_orders` of its members) are
+    reused when given."""
+    if act is None:
+        act = activity(store, f, split=split)
+    members, *_ = _members(act, period_index(f.start, act.grain), period_index(f.end, act.grain))
+    if second is None:
+        second = second_orders(store, f, act, members)
+    end_at = instant(as_of + timedelta(days=1))
+    day_us = 86_400_000_000
+    times = (members.select("customer_key", "segment").join(second, on="customer_key")
+             .filter((pl.col("first_at") >= instant(f.start)) & (pl.col("first_at") < instant(f.end + timedelta(days=1))))
+             .select("segment", ((pl.col("second_at").fill_null(end_at) - pl.col("first_at")).dt.total_microseconds()
+                                 // day_us).cast(pl.Int64).alias("days"),
+                     pl.col("second_at").is_not_null().alias("event"))
+             .group_by("segment", "days", "event").agg(pl.len().alias("n")))
     frames = []
-    for (segment,), part in raw.partition_by("segment", as_dict=True).items():
-        events = part.filter(pl.col("event")).group_by("days").agg(pl.col("n").sum())
-        censored = part.filter(~pl.col("event")).group_by("days").agg(pl.col("n").sum())
+    for (segment,), part in sorted(times.partition_by("segment", as_dict=True).items()):
+        events = part.filter(pl.col("event")).select("days", "n")
+        censored = part.filter(~pl.col("event")).select("days", "n")
         km = kaplan_meier(dict(events.iter_rows()), dict(censored.iter_rows()))
         frames.append(km.with_columns(pl.lit(segment).alias("segment")))
     if not frames:
@@ -573,6 +835,42 @@ def suggested_window(gaps: dict[str, Any]) -> int | None:
     if p90 is None:
         return None
     return int(min(max(p90, 7), 730))
+
+
+def gap_sample_every(customers: int, *, target: int = 250_000) -> int:
+    """The 1-in-k customer sample :func:`gap_summary` needs to read about ``target``
+    customers' orders (1 below that)."""
+    return max(1, -(-int(customers) // target))
+
+
+@dataclass(frozen=True)
+class RetentionView:
+    """Everything the Retention page shows for one set of filters and cohort
+    controls: the cohort table, the monthly flow and lifecycle, the Kaplan-Meier
+    curves of the time to repeat (by the same segments) and the gaps."""
+
+    table: pl.DataFrame
+    flow: pl.DataFrame
+    lifecycle: pl.DataFrame
+    km: pl.DataFrame
+    gaps: dict[str, Any]
+    customers: int
+
+
+def retention_view(store: Store, f: Filters, spec: CohortSpec, *, as_of: date, money: bool = False,
+                   margin_rate: float = DEFAULT_MARGIN_RATE) -> RetentionView:
+    """One pass per customer (:func:`activity` with the flow bits), the second orders
+    of the cohorts' customers, and the gaps on a customer sample when the base is
+    large (:func:`gap_sample_every`); ``money`` adds the orders, revenue and margin
+    per cell."""
+    act = activity(store, f, grain=spec.grain, split=spec.split, values=spec.values, flow=True)
+    members, _ = _members(act, period_index(f.start, spec.grain), period_index(f.end, spec.grain))
+    second = second_orders(store, f, act, members, margin_rate=margin_rate)
+    table = cohort_table(store, f, spec, as_of=as_of, margin_rate=margin_rate, money=money, act=act, second=second)
+    flow, life = base_flow(store, f, as_of=as_of, act=act)
+    km = time_to_repeat(store, f, split=spec.split, as_of=as_of, act=act, second=second)
+    gaps = gap_summary(store, f, sample_every=gap_sample_every(act.size))
+    return RetentionView(table=table, flow=flow, lifecycle=life, km=km, gaps=gaps, customers=act.size)
 
 
 # ---------------------------------------------------------------------------------
