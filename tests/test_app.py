@@ -14,7 +14,7 @@ from metrics import kpis
 from metrics.filters import Filters, ViewState, comparison_period
 from tests.conftest import tiny_frames
 
-PAGES = ["pages/overview_page.py", "pages/data_page.py"]
+PAGES = ["pages/overview_page.py", "pages/retention_page.py", "pages/data_page.py"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,7 +78,7 @@ def test_every_page_renders_on_empty_database(empty_db, monkeypatch, page):
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
-    if page.endswith("overview_page.py"):
+    if page.endswith(("overview_page.py", "retention_page.py")):
         assert "No data yet" in texts(at)
         assert len(at.metric) == 0
     else:
@@ -260,3 +260,112 @@ def test_mapping_step_suggests_and_remembers(tiny_db, monkeypatch):
     _check(at, "odd2.csv", odd.replace("W7", "W8").encode())
     assert "odd2.csv: 1 rows read, 0 rejected." in texts(at)
     assert any("as you confirmed" in i.value for i in at.info)
+
+
+# -- the Retention page -------------------------------------------------------------
+def retention_app(db: Path, monkeypatch, **params) -> AppTest:
+    at = app(db, monkeypatch, lang="en", **params)
+    at.run()
+    at.switch_page("pages/retention_page.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def by_label(widgets, label: str):
+    return next(w for w in widgets if w.label == label)
+
+
+def test_retention_page_shows_the_cohorts_the_metrics_compute(tiny_db, monkeypatch):
+    from metrics import retention as R
+
+    s = Store(":memory:")
+    s.load_frames(tiny_frames(), kind="t")
+    first, last = kpis.data_bounds(s)
+    f = ViewState(period="all").filters(as_of=last, first=first)
+    flow, _ = R.base_flow(s, f, as_of=last)
+    s.close()
+    from pages.ui import retention_charts as rc
+
+    at = retention_app(tiny_db, monkeypatch, period="all")
+
+    assert rc.reading_flow(flow, "en") in texts(at)
+    assert "Cohort table" in [h.value for h in at.subheader]
+    assert at.get("download_button")  # the cohort table and the cell's customers
+    assert "customers of the" in texts(at)
+
+
+@pytest.mark.parametrize("label,value,param", [
+    ("Cohorts by", "week", ("r_grain", "week")),
+    ("Cohorts by", "quarter", ("r_grain", "quarter")),
+    ("Cohort entry", "recurring", ("r_entry", "recurring")),
+    ("Split by", "loyalty", ("r_split", "loyalty")),
+    ("Split by", "region", ("r_split", "region")),
+    ("Split by", "first_category", ("r_split", "first_category")),
+    ("Split by", "acquisition_channel", ("r_split", "acquisition_channel")),
+    ("Metric", "unbounded", ("r_metric", "unbounded")),
+    ("Metric", "repeat_rate", ("r_metric", "repeat_rate")),
+    ("Metric", "cum_revenue_per_customer", ("r_metric", "cum_revenue_per_customer")),
+    ("Metric", "cum_margin_per_customer", ("r_metric", "cum_margin_per_customer")),
+    ("Metric", "net_revenue_retention", ("r_metric", "net_revenue_retention")),
+])
+def test_each_retention_control_redraws_the_page_and_lands_in_the_url(demo_db, monkeypatch, label, value, param):
+    at = retention_app(demo_db, monkeypatch)
+    by_label(at.selectbox, label).set_value(value).run()
+    assert not at.exception, at.exception
+    assert at.query_params.get(param[0]) in (param[1], [param[1]])
+    assert "Cohort table" in [h.value for h in at.subheader]
+    assert not [e for e in at.error]
+
+
+def test_mean_relative_period_n_and_kept_segments(demo_db, monkeypatch):
+    at = retention_app(demo_db, monkeypatch)
+    by_label(at.toggle, "Relative to previous period").set_value(True).run()
+    by_label(at.number_input, "Period N").set_value(2).run()
+    at.segmented_control(key="r_mean").set_value("simple").run()
+    assert not at.exception, at.exception
+    by_label(at.selectbox, "Split by").set_value("loyalty").run()
+    by_label(at.multiselect, "Keep only").set_value(["member"]).run()
+    assert not at.exception, at.exception
+    qp = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert qp["r_rel"] == "1" and qp["r_n"] == "2" and qp["r_mean"] == "simple"
+    assert qp["r_split"] == "loyalty" and qp["r_vals"] == "member"
+    assert "Only customers in: Members." in texts(at) or "Only customers in:" in texts(at)
+
+
+def test_retention_controls_come_back_from_the_url(demo_db, monkeypatch):
+    at = retention_app(demo_db, monkeypatch, r_grain="quarter", r_metric="repeat_rate", r_n="1", r_rel="1")
+    assert by_label(at.selectbox, "Cohorts by").value == "quarter"
+    assert by_label(at.selectbox, "Metric").value == "repeat_rate"
+    assert by_label(at.toggle, "Relative to previous period").value is True
+    hostile = retention_app(demo_db, monkeypatch, r_grain="day'; DROP TABLE orders", r_n="10000")
+    assert by_label(hostile.selectbox, "Cohorts by").value == "month"
+    assert by_label(hostile.number_input, "Period N").value == 104
+
+
+def test_picking_a_cell_lists_its_customers_masked(tiny_db, monkeypatch):
+    at = retention_app(tiny_db, monkeypatch, period="all")
+    by_label(at.selectbox, "Cohort").set_value(date(2024, 1, 1)).run()
+    by_label(at.number_input, "Period").set_value(1).run()
+    assert not at.exception, at.exception
+    assert "1 customers of the Jan 2024 cohort bought in period 1." in texts(at)
+    by_label(at.toggle, "In this period or later").set_value(True).run()
+    assert "bought in period 1 or later." in texts(at)
+
+
+def test_the_customers_behind_a_cell_are_masked(demo_db, monkeypatch):
+    at = retention_app(demo_db, monkeypatch)
+    table = at.dataframe[-1].value
+    assert len(table) > 0
+    assert table["Customer"].str.contains("•").all()
+    assert table["Email"].dropna().str.contains("•••@").all()
+    assert table["Phone"].dropna().str.startswith("•").all()
+
+
+def test_use_suggested_window_sets_the_inactivity_window(demo_db, monkeypatch):
+    at = retention_app(demo_db, monkeypatch)
+    button = next(b for b in at.button if b.label.startswith("Use a "))
+    days = int(button.label.split()[2].split("-")[0])
+    button.click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["window"] == days
+    assert at.query_params.get("window") in (str(days), [str(days)])

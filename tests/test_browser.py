@@ -197,3 +197,39 @@ def test_an_upload_is_checked_reported_and_loaded_in_the_browser(server, browser
     page.wait_for_selector(READY, timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "data_loaded_en.png"), full_page=True)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def flow_sentence(demo_db) -> str:
+    """What the Retention page should say about the last full month (read before the
+    server holds the database)."""
+    from metrics import retention as R
+    from pages.ui import retention_charts as rc
+
+    s = Store(demo_db, read_only=True)
+    first, last = kpis.data_bounds(s)
+    f = ViewState(lang="en").filters(as_of=last, first=first)
+    flow, _ = R.base_flow(s, f, as_of=last)
+    s.close()
+    return rc.reading_flow(flow, "en")
+
+
+def test_retention_page_in_the_browser(flow_sentence, server, browser):
+    """The Retention page draws its charts, its sentences carry the numbers the
+    metrics compute, and clicking a heatmap cell lists the customers behind it."""
+    page, seconds = open_page(browser, server + "/retention?lang=en", ready="text=Cohort table")
+    page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+    assert page.locator(".js-plotly-plot").count() >= 7
+    assert page.get_by_text(flow_sentence).count() == 1
+    assert page.get_by_text("Customers behind a cell").count() == 1
+    assert page.get_by_text("Download the cohort table (CSV)").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "retention_en.png"), full_page=True)
+    # A click on a cell of the heatmap (the first plot) picks that cohort and period.
+    heat = page.locator(".js-plotly-plot").first
+    box = heat.locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.9)
+    page.wait_for_timeout(500)
+    page.wait_for_selector(READY, timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "retention_clicked_en.png"), full_page=True)
+    assert page.get_by_text("customers of the").count() >= 1
+    page.close()

@@ -64,24 +64,10 @@ def overview(path: str, version: str, filters: Filters, comparison: tuple[date, 
     return kpis.overview(get_store(path), filters, comparison=comparison)
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
-def cohorts(path: str, version: str, filters: Filters, spec: R.CohortSpec, as_of: date) -> pl.DataFrame:
-    return R.cohort_table(get_store(path), filters, spec, as_of=as_of)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def flow(path: str, version: str, filters: Filters, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return R.base_flow(get_store(path), filters, as_of=as_of)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def repeat_times(path: str, version: str, filters: Filters, split: str, as_of: date) -> pl.DataFrame:
-    return R.time_to_repeat(get_store(path), filters, split=split, as_of=as_of)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def gaps(path: str, version: str, filters: Filters) -> dict:
-    return R.gap_summary(get_store(path), filters)
+@st.cache_data(show_spinner=False, max_entries=32)
+def retention(path: str, version: str, filters: Filters, spec: R.CohortSpec, as_of: date,
+              money: bool) -> R.RetentionView:
+    return R.retention_view(get_store(path), filters, spec, as_of=as_of, money=money)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

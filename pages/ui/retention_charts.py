@@ -148,7 +148,7 @@ def flow_chart(flow: pl.DataFrame, lang: str) -> go.Figure:
                     name=t("ret.flow.churn_rate", lang), mode="lines+markers", line={"color": "#2E2E2E", "dash": "dot"},
                     hovertemplate="%{y:.1f}%<extra></extra>")
     fig.update_layout(barmode="relative", yaxis={"tickformat": ",.0f"},
-                      yaxis2={"overlaying": "y", "side": "right", "ticksuffix": "%", "rangemode": "tozero",
+                      yaxis2={"overlaying": "y", "side": "right", "ticksuffix": "%", "tickformat": ".0f", "rangemode": "tozero",
                               "showgrid": False, "title": t("ret.flow.churn_rate", lang)})
     return _layout(fig, lang, t("ret.flow_title", lang))
 
