@@ -78,7 +78,7 @@ combined = R.combine_segments(table) if split != "none" else table
 values = R.cohort_values(combined, metric)
 shown = R.relative_to_previous(values) if relative else values
 heat = rc.heatmap(shown, metric, grain, lang, ctx.money, relative=relative)
-event = st.plotly_chart(heat, width="stretch", on_select="rerun", selection_mode="points", key="r_heat")
+st.plotly_chart(heat, width="stretch")
 reading = rc.reading_cohorts(values, metric, n, grain, lang, ctx.money)
 if reading:
     st.markdown(reading)
@@ -177,17 +177,6 @@ st.subheader(ctx.t("ret.cell"))
 st.caption(ctx.t("ret.cell_hint"))
 cohorts = sorted(values["cohort"].unique().to_list(), reverse=True)
 labels = {c: rc.cohort_label(c, grain, lang) for c in cohorts}
-points = event["selection"]["points"] if event else []
-if points:
-    p = points[0]
-    marker = (p.get("x"), p.get("y"))
-    if st.session_state.get("_r_heat_applied") != marker:
-        st.session_state["_r_heat_applied"] = marker
-        by_label = {f"{labels[c]} · {fmt.number(s, lang)}": c
-                    for c, s in values.filter(pl.col("k") == 0).select("cohort", "size").iter_rows()}
-        if p.get("y") in by_label:
-            st.session_state["r_cell_cohort"] = by_label[p["y"]]
-            st.session_state["r_cell_k"] = int(p.get("x"))
 if st.session_state.get("r_cell_cohort") not in cohorts:  # the latest cohort with a period 1
     st.session_state["r_cell_cohort"] = cohorts[1] if len(cohorts) > 1 else cohorts[0]
 e1, e2, e3 = st.columns([2, 1, 1])

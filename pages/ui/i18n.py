@@ -98,8 +98,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ret.use_window": ("Dùng cửa sổ {days} ngày", "Use a {days}-day window"),
     "ret.cell": ("Khách trong một ô", "Customers behind a cell"),
     "ret.cell_hint": (
-        "Bấm vào một ô của bảng nhóm, hoặc chọn nhóm và kỳ ở đây. Thông tin cá nhân được che.",
-        "Click a cell of the cohort table, or pick the cohort and period here. Personal details are masked.",
+        "Chọn nhóm và kỳ (như một ô của bảng nhóm) để xem khách phía sau. Thông tin cá nhân được che.",
+        "Pick a cohort and a period (a cell of the cohort table) to see the customers behind it. Personal details are masked.",
     ),
     "ret.cell_cohort": ("Nhóm", "Cohort"),
     "ret.cell_k": ("Kỳ", "Period"),
