@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,7 @@ import polars as pl
 
 from data.store import Store
 from metrics.filters import Filters, _bind, instant
-from metrics.kpis import DEFAULT_MARGIN_RATE
+from metrics.kpis import DEFAULT_MARGIN_RATE, data_bounds
 from metrics.stats import Z95, mean_interval, wilson_interval
 
 GRAINS = ("week", "month", "quarter")
@@ -421,6 +422,16 @@ class Activity:
     def size(self) -> int:
         return len(self.keys)
 
+    @cached_property
+    def first_bit(self) -> np.ndarray:
+        """Each customer's first active period, as a bit index (p0 + it = the period)."""
+        return _lowest_bit(self.active) if self.size else np.zeros(0, np.int64)
+
+    @cached_property
+    def last_bit(self) -> np.ndarray:
+        """Each customer's last active period, as a bit index."""
+        return _highest_bit(self.active) if self.size else np.zeros(0, np.int64)
+
 
 def _words(n: int) -> int:
     return max(1, -(-n // 64))
@@ -522,17 +533,17 @@ def activity(store: Store, f: Filters, *, grain: str = "month", split: str = "no
     (kept to ``values`` when given)."""
     if grain not in GRAINS:
         raise ValueError(f"grain must be one of {GRAINS}, not {grain!r}")
-    lo, hi = store.query("SELECT min(ordered_at) AS lo, max(ordered_at) AS hi FROM orders").row(0)
+    lo, hi = data_bounds(store)
     if lo is None:
         return Activity(grain=grain, p0=0, nbits=1, keys=np.zeros(0, np.int64), segment=pl.Series([], dtype=pl.Utf8),
                         active=np.zeros((0, 1), np.uint64))
-    p0 = period_index(lo.date(), grain)
-    nbits = period_index(hi.date(), grain) - p0 + 1
-    m0 = period_index(lo.date(), "month")
-    nmonths = period_index(hi.date(), "month") - m0 + 1
+    p0 = period_index(lo, grain)
+    nbits = period_index(hi, grain) - p0 + 1
+    m0 = period_index(lo, "month")
+    nmonths = period_index(hi, "month") - m0 + 1
     # Bit i of base = in the base at the start of month m0 + i; the last order's
     # window ends in month(hi + W), so the base is known up to the start of the next.
-    nbase = period_index((hi + timedelta(days=f.inactivity_days)).date(), "month") - m0 + 2
+    nbase = period_index(hi + timedelta(days=f.inactivity_days), "month") - m0 + 2
     extra = ("category",) if split == "first_category" else ()
     base, params = f.orders_sql(extra)
     params = {**params, "margin_rate": 0.0}
@@ -611,9 +622,9 @@ def _members(act: Activity, c0: int, c1: int) -> tuple[pl.DataFrame, np.ndarray]
     """The customers whose first period lies in c0..c1: (customer_key, cohort (a
     period index), segment, last_k (their last active period minus the cohort's)),
     and the mask of their rows in ``act``."""
-    first = _lowest_bit(act.active) + act.p0 if act.size else np.zeros(0, np.int64)
+    first = act.first_bit + act.p0
     keep = (first >= c0) & (first <= c1)
-    last = _highest_bit(act.active[keep]) + act.p0 if keep.any() else np.zeros(0, np.int64)
+    last = act.last_bit[keep] + act.p0
     members = pl.DataFrame({
         "customer_key": act.keys[keep], "cohort": first[keep].astype(np.int64),
         "segment": act.segment.filter(pl.Series(keep)), "last_k": (last - first[keep]).astype(np.int64),

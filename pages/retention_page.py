@@ -74,8 +74,8 @@ if table.height == 0:
 
 # -- the cohort table -------------------------------------------------------------
 st.subheader(ctx.t("ret.heatmap"))
-combined = R.combine_segments(table) if split != "none" else table
-values = R.cohort_values(combined, metric)
+by_segment = R.cohort_values(table, metric)
+values = R.cohort_values(R.combine_segments(table), metric) if split != "none" else by_segment
 shown = R.relative_to_previous(values) if relative else values
 heat = rc.heatmap(shown, metric, grain, lang, ctx.money, relative=relative)
 st.plotly_chart(heat, width="stretch")
@@ -84,14 +84,13 @@ if reading:
     st.markdown(reading)
 st.caption(ctx.t("ret.heatmap_note") + (" " + ctx.t("ret.combined", split=ctx.t(f"ret.split.{split}").lower())
                                         if split != "none" else ""))
-export = R.cohort_values(table, metric).join(table, on=["cohort", "segment", "k"], how="left", suffix="_t").select(
+export = by_segment.join(table, on=["cohort", "segment", "k"], how="left", suffix="_t").select(
     "cohort", "segment", "k", "size", "active", "retained_later", "repeaters", "orders", "revenue", "margin",
     pl.col("value").alias(metric), "complete")
 st.download_button(ctx.t("ret.download"), to_excel_csv(export), file_name=f"cohorts_{grain}_{metric}.csv",
                    mime="text/csv", icon=":material/download:")
 
 # -- curves, the month-N trend, repeat rates -------------------------------------
-by_segment = R.cohort_values(table, metric)
 st.subheader(ctx.t("ret.curves"))
 curve = R.average_curve(by_segment, weighted=mean == "weighted", by_segment=split != "none",
                         share=metric in R.SHARE_METRICS)
