@@ -19,6 +19,7 @@ from pathlib import Path
 from data.config import db_path
 from data.importer import Report, Settings, check_file, load
 from data.kinds import KINDS
+from data import parse
 from data.parse import FileProblem
 from data.presets import PRESETS
 
@@ -137,7 +138,7 @@ def _check_and_load(args: argparse.Namespace, settings: Settings, store) -> int:
         if args.dry_run:
             print_report(report)
             if report.ok:
-                print(f"dry run: {report.valid_count():,} rows would load into {args.kind}; nothing was changed.")
+                print(f"dry run: {parse.count_of(report.valid_count(), 'row')} would load into {args.kind}; nothing was changed.")
                 return 0
             return 1
         if not report.ok and not args.accept_valid:
@@ -158,8 +159,8 @@ def _check_and_load(args: argparse.Namespace, settings: Settings, store) -> int:
         report.close()
     for note in report.notes:
         print(f"note: {note}")
-    extra = f", {len(report.rejected_lines):,} rows quarantined" if not report.ok else ""
-    print(f"loaded {loaded:,} rows into {args.kind} from {args.file.name} "
+    extra = f", {parse.count_of(len(report.rejected_lines), 'row')} quarantined" if not report.ok else ""
+    print(f"loaded {parse.count_of(loaded, 'row')} into {args.kind} from {args.file.name} "
           f"({report.rows_read:,} read{extra}; import #{import_id}, {args.mode}).")
     return 0
 

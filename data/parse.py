@@ -90,6 +90,11 @@ _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 
 
+def count_of(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 row``, ``2 rows``, ``12,000 rows``: a count with its noun agreeing."""
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
 def sniff(raw: bytes, file_name: str) -> str:
     """'xlsx' (a zip whose entries include '[Content_Types].xml' and 'xl/'), or 'text'.
 

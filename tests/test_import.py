@@ -225,7 +225,7 @@ def test_map_flag_names_a_header(db, tmp_path, capsys):
 def test_accept_valid_loads_the_rest_and_quarantines_the_rejected(db, tmp_path, capsys):
     content = csv_rows(GOOD, "X2,A,31/02/2024,1000,completed,web")
     code, out = run(db, tmp_path, content, "--accept-valid", capsys=capsys)
-    assert code == 0 and "1 rows quarantined" in out
+    assert code == 0 and "1 row quarantined" in out
     s = Store(db)
     assert s.quarantine().select("line", "column", "value").rows() == [(3, "ordered_at", "31/02/2024")]
     iid = int(s.imports()["import_id"][0])
@@ -390,7 +390,7 @@ def test_the_loader_uses_a_mapping_confirmed_on_the_page(db, tmp_path, capsys):
                        {"order_id": "Số HĐ", "customer_id": "KH", "ordered_at": "Lúc", "revenue": "Tiền (VND)", "status": "TT"})
     s.close()
     code, out = run(db, tmp_path, odd, capsys=capsys)
-    assert code == 0 and "as you confirmed" in out and "loaded 1 rows" in out
+    assert code == 0 and "as you confirmed" in out and "loaded 1 row " in out
 
 
 def test_suggestions_rank_likely_headers_first():

@@ -585,3 +585,10 @@ def test_every_parser_keeps_length_on_all_null_and_all_empty_input():
             v, bad = fn(S(values))
             assert len(v) == len(bad) == len(values)
             assert not bad.any()
+
+
+def test_counts_agree_with_their_noun():
+    assert parse.count_of(1, "row") == "1 row"
+    assert parse.count_of(0, "row") == "0 rows"
+    assert parse.count_of(12000, "row") == "12,000 rows"
+    assert parse.count_of(2, "entry", "entries") == "2 entries"

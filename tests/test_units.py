@@ -181,3 +181,12 @@ def test_reading_compares_with_the_same_month_a_year_earlier():
         "In Jan 2025, returning customers brought 56.0% of revenue, 6.0 pts more than a year earlier.")
     assert charts.reading_new_vs_returning(_monthly([0.4, 0.5]), "vi") == (
         "Tháng 01/2024, khách quay lại đóng góp 40,0% doanh thu.")
+
+
+def test_english_nouns_agree_with_a_count_of_one():
+    from pages.ui.i18n import t
+    assert t("imp.undone", "en", id=3, removed="1", restored="0") == "Undid import #3: removed 1 row, restored 0."
+    assert t("imp.undone", "en", id=3, removed="21", restored="1") == "Undid import #3: removed 21 rows, restored 1."
+    assert t("imp.summary", "en", file="a.csv", read="1", bad="0") == "a.csv: 1 row read, 0 rejected."
+    assert t("imp.summary", "en", file="a.csv", read="1,001", bad="0") == "a.csv: 1,001 rows read, 0 rejected."
+    assert "1 dòng" in t("imp.summary", "vi", file="a.csv", read="1", bad="0")

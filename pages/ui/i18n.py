@@ -6,6 +6,8 @@ languages and that the pages use no key that is missing here.
 
 from __future__ import annotations
 
+import re
+
 LANGUAGES = {"vi": "Tiếng Việt", "en": "English"}
 
 STRINGS: dict[str, tuple[str, str]] = {
@@ -318,11 +320,17 @@ STRINGS: dict[str, tuple[str, str]] = {
 }
 
 
+# English nouns agree with a count of one ("1 row", not "1 rows"); Vietnamese nouns
+# do not change with number.
+_ONE = re.compile(r"(?<![\d.,])1 (row|problem|customer|order|response|import|cohort|member)s\b")
+
+
 def t(key: str, lang: str, **values: object) -> str:
     """The string ``key`` in ``lang`` (``vi`` or ``en``), formatted with ``values``."""
     vi, en = STRINGS[key]
-    s = vi if lang == "vi" else en
-    return s.format(**values) if values else s
+    if lang == "vi":
+        return vi.format(**values) if values else vi
+    return _ONE.sub(r"1 \1", en.format(**values)) if values else en
 
 
 def label(prefix: str, code: str, lang: str) -> str:
