@@ -6,10 +6,25 @@ and runs the selected page. Pages read the resolved context from pages.ui.frame.
 
 from __future__ import annotations
 
+import sys
+
 import streamlit as st
 
-from pages.ui import frame
-from pages.ui.i18n import t
+if __name__ == "__main__" and not st.runtime.exists():
+    # `python app.py [options]` starts the server (what tasks.py and the tests do).
+    # Streamlit would treat the first run as a legacy pages-directory app (pages/
+    # exists), and a deep link such as /retention would then show "Page not found"
+    # before this router runs; st.navigation below turns that mode off, and so does
+    # this, before the first run. `streamlit run app.py` works too, with that dialog.
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.web import cli
+
+    PagesManager.uses_pages_directory = False
+    sys.argv = ["streamlit", "run", __file__, *sys.argv[1:]]
+    sys.exit(cli.main())
+
+from pages.ui import frame  # noqa: E402
+from pages.ui.i18n import t  # noqa: E402
 
 st.set_page_config(page_title="Customer marketing", page_icon=":material/loyalty:", layout="wide")
 

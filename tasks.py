@@ -53,7 +53,7 @@ def ensure_env(requirements: Path) -> None:
 def run(args: list[str]) -> int:
     ensure_env(ROOT / "requirements.txt")
     subprocess.run([str(PY), "-m", "data.demo", "--if-missing"], check=True, cwd=ROOT)
-    cmd = [str(PY), "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", "8501", *args]
+    cmd = [str(PY), "app.py", "--server.headless", "true", "--server.port", "8501", *args]
     print("Dashboard: http://localhost:8501", flush=True)
     return subprocess.call(cmd, cwd=ROOT)
 

@@ -384,6 +384,39 @@ def n_period_trend(values: pl.DataFrame, n: int) -> pl.DataFrame:
         "cohort", "segment", "value", "size").sort("segment", "cohort")
 
 
+def trend_change(trend: pl.DataFrame, m: int = 3) -> dict[str, Any] | None:
+    """How the period-n value moved across cohorts, for the trend's reading: the
+    size-weighted mean of the earliest ``m`` cohorts against that of the latest ``m``
+    (with fewer than 2m cohorts, the earliest cohort against the latest). Segments
+    are pooled by cohort first (size-weighted). Returns early, late, change (late -
+    early), first and last (the cohort ranges compared, as (from, to) dates) and
+    cohorts (how many); None with no cohort, and change None with one cohort.
+
+    Size weighting makes the pooled value the share of all those cohorts' customers
+    (for shares) or revenue per customer of all of them (for money)."""
+    rows = trend.filter(pl.col("value").is_not_null() & (pl.col("size") > 0))
+    if rows.height == 0:
+        return None
+    pooled = rows.group_by("cohort").agg(
+        ((pl.col("value") * pl.col("size")).sum() / pl.col("size").sum()).alias("value"),
+        pl.col("size").sum()).sort("cohort")
+    n = pooled.height
+    if n == 1:
+        c = pooled["cohort"][0]
+        return {"early": None, "late": pooled["value"][0], "change": None, "first": (c, c), "last": (c, c),
+                "cohorts": 1}
+    take = m if n >= 2 * m else 1
+
+    def mean(part: pl.DataFrame) -> float:
+        return float((part["value"] * part["size"]).sum() / part["size"].sum())
+
+    head, tail = pooled.head(take), pooled.tail(take)
+    early, late = mean(head), mean(tail)
+    return {"early": early, "late": late, "change": late - early,
+            "first": (head["cohort"][0], head["cohort"][-1]), "last": (tail["cohort"][0], tail["cohort"][-1]),
+            "cohorts": n}
+
+
 def repeat_rates(table: pl.DataFrame) -> pl.DataFrame:
     """Repeat purchase rate to date per cohort and segment (the latest k of each
     cohort): columns cohort, segment, size, repeaters, rate, low, high (Wilson 95%)."""

@@ -78,7 +78,16 @@ by_segment = R.cohort_values(table, metric)
 values = R.cohort_values(R.combine_segments(table), metric) if split != "none" else by_segment
 shown = R.relative_to_previous(values) if relative else values
 heat = rc.heatmap(shown, metric, grain, lang, ctx.money, relative=relative)
-st.plotly_chart(heat, width="stretch")
+# A click on a cell picks it below. The chart's key changes when a picker changes
+# the cell, which clears the click's outline (it would point at another cell).
+clicked = rc.picked_cell(st.plotly_chart(heat, width="stretch", on_select="rerun", selection_mode="points",
+                                         key=f"r_heat_{st.session_state.get('_r_heat_gen', 0)}"))
+if clicked is None:
+    st.session_state.pop("_r_heat_applied", None)
+elif clicked != st.session_state.get("_r_heat_applied"):
+    # A new click (applied once: a later change of a picker is not undone by it).
+    st.session_state["_r_heat_applied"] = clicked
+    st.session_state["r_cell_cohort"], st.session_state["r_cell_k"] = clicked
 reading = rc.reading_cohorts(values, metric, n, grain, lang, ctx.money)
 if reading:
     st.markdown(reading)
@@ -103,6 +112,7 @@ if reading:
 st.subheader(ctx.t("ret.trend"))
 trend = R.n_period_trend(by_segment, n)
 st.plotly_chart(rc.n_trend(trend, n, metric, grain, split, lang, ctx.money), width="stretch")
+st.markdown(rc.reading_trend(trend, n, metric, grain, lang, ctx.money))
 
 st.subheader(ctx.t("ret.repeat"))
 rates = R.repeat_rates(table)
@@ -178,11 +188,20 @@ cohorts = sorted(values["cohort"].unique().to_list(), reverse=True)
 labels = {c: rc.cohort_label(c, grain, lang) for c in cohorts}
 if st.session_state.get("r_cell_cohort") not in cohorts:  # the latest cohort with a period 1
     st.session_state["r_cell_cohort"] = cohorts[1] if len(cohorts) > 1 else cohorts[0]
+
+
+def _picked_by_hand() -> None:
+    st.session_state["_r_heat_gen"] = st.session_state.get("_r_heat_gen", 0) + 1
+    st.session_state.pop("_r_heat_applied", None)
+
+
 e1, e2, e3 = st.columns([2, 1, 1])
-cohort = e1.selectbox(ctx.t("ret.cell_cohort"), cohorts, key="r_cell_cohort", format_func=labels.get)
+cohort = e1.selectbox(ctx.t("ret.cell_cohort"), cohorts, key="r_cell_cohort", format_func=labels.get,
+                      on_change=_picked_by_hand)
 max_k = int(values.filter(pl.col("cohort") == cohort)["k"].max())
 st.session_state["r_cell_k"] = min(int(st.session_state.get("r_cell_k", 1)), max_k)
-k = int(e2.number_input(ctx.t("ret.cell_k"), min_value=0, max_value=max_k, step=1, key="r_cell_k"))
+k = int(e2.number_input(ctx.t("ret.cell_k"), min_value=0, max_value=max_k, step=1, key="r_cell_k",
+                        on_change=_picked_by_hand))
 later = e3.toggle(ctx.t("ret.cell_later"), key="r_cell_later")
 people = frame.cell_customers(path, version, f, spec, cohort, k, later, None)
 if people.height:

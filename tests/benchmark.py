@@ -103,7 +103,7 @@ def child_paint(db: str, customers: int) -> dict:
         port = s.getsockname()[1]
     env = {**os.environ, "CM_DB_PATH": db}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        [sys.executable, "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

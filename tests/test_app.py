@@ -292,6 +292,10 @@ def test_retention_page_shows_the_cohorts_the_metrics_compute(tiny_db, monkeypat
     assert "Cohort table" in [h.value for h in at.subheader]
     assert at.get("download_button")  # the cohort table and the cell's customers
     assert " cohort bought in period " in texts(at)
+    # the month-N trend has a reading of its own (month 3 by default)
+    assert "No cohort has completed month 3 yet" in texts(at)  # the tiny data reach month 2
+    at.number_input(key="r_n").set_value(1).run()
+    assert "At month 1 (retained (in period k))" in texts(at) or "has completed month 1 so far" in texts(at)
 
 
 @pytest.mark.parametrize("label,value,param", [

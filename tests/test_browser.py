@@ -77,7 +77,7 @@ def server(demo_db, flow_sentence):
     port = free_port()
     env = {**os.environ, "CM_DB_PATH": str(demo_db)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        [sys.executable, "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
@@ -190,8 +190,17 @@ def test_retention_page_in_the_browser(flow_sentence, server, browser):
     assert page.get_by_text("Customers behind a cell").count() == 1
     assert page.get_by_text("Download the cohort table (CSV)").count() == 1
     page.screenshot(path=str(ARTIFACTS / "retention_en.png"), full_page=True)
-    # The customers behind the default cell (the pickers are exercised by AppTest).
-    assert page.get_by_text("customers of the", exact=False).count() == 1
+    # The customers behind the default cell (period 1 of the second-latest cohort);
+    # a click on the heatmap's top-left cell (the latest cohort, period 0) lists its
+    # customers instead.
+    assert page.get_by_text("cohort bought in period 1.", exact=False).count() == 1
+    plot = page.locator(".js-plotly-plot").first.locator(".nsewdrag").first
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + 8, box["y"] + 8)
+    page.mouse.click(box["x"] + 8, box["y"] + 8)
+    page.wait_for_selector("text=cohort bought in period 0.", timeout=30_000)
+    page.wait_for_selector(READY, timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "retention_cell_en.png"))
     page.close()
 
 

@@ -319,3 +319,27 @@ def test_flow_from_bits_matches_the_kpi_base_every_month(demo_store, window):
     assert (flow["base_end"] == flow["base_start"] + flow["new"] + flow["reactivated"] - flow["churned"]).all()
     active = life["new"] + life["returning"] + life["resurrected"]
     assert (active.head(-1) >= 0).all() and life["dormant"].sum() > 0
+
+
+def test_trend_change_compares_the_earliest_cohorts_with_the_latest_size_weighted():
+    d = [date(2024, m, 1) for m in range(1, 8)]
+    # seven cohorts (two segments in the first): first three vs last three, size-weighted
+    trend = pl.DataFrame({
+        "cohort": [d[0], d[0], d[1], d[2], d[3], d[4], d[5], d[6]],
+        "segment": ["a", "b", "a", "a", "a", "a", "a", "a"],
+        "value": [0.10, 0.40, 0.20, 0.30, 0.90, 0.25, 0.35, 0.50],
+        "size": [10, 30, 20, 20, 5, 40, 40, 20],
+    })
+    ch = R.trend_change(trend)
+    # early: (0.1*10 + 0.4*30 + 0.2*20 + 0.3*20) / 80 = 23/80; late: (0.25*40 + 0.35*40 + 0.5*20) / 100
+    assert ch["early"] == pytest.approx(23 / 80)
+    assert ch["late"] == pytest.approx(34 / 100)
+    assert ch["change"] == pytest.approx(34 / 100 - 23 / 80)
+    assert ch["first"] == (d[0], d[2]) and ch["last"] == (d[4], d[6]) and ch["cohorts"] == 7
+    # fewer than six cohorts: the earliest against the latest
+    few = R.trend_change(trend.filter(pl.col("cohort") >= d[4]))
+    assert few["early"] == pytest.approx(0.25) and few["late"] == pytest.approx(0.5)
+    assert few["first"] == (d[4], d[4]) and few["last"] == (d[6], d[6])
+    one = R.trend_change(trend.filter(pl.col("cohort") == d[6]))
+    assert one["change"] is None and one["late"] == pytest.approx(0.5)
+    assert R.trend_change(trend.head(0)) is None

@@ -190,3 +190,16 @@ def test_english_nouns_agree_with_a_count_of_one():
     assert t("imp.summary", "en", file="a.csv", read="1", bad="0") == "a.csv: 1 row read, 0 rejected."
     assert t("imp.summary", "en", file="a.csv", read="1,001", bad="0") == "a.csv: 1,001 rows read, 0 rejected."
     assert "1 dòng" in t("imp.summary", "vi", file="a.csv", read="1", bad="0")
+
+
+def test_a_heatmap_click_reads_back_as_its_cohort_and_period():
+    from datetime import date
+
+    from pages.ui.retention_charts import picked_cell
+    event = {"selection": {"points": [{"curve_number": 1, "x": "2", "y": "Mar 2026 · 113",
+                                       "customdata": ["38", "113", "", "34%", "2026-03-01", 2]}]}}
+    assert picked_cell(event) == (date(2026, 3, 1), 2)
+    assert picked_cell({"selection": {"points": []}}) is None
+    assert picked_cell(None) is None
+    assert picked_cell({"selection": {"points": [{"customdata": ["x"]}]}}) is None  # not a cell
+    assert picked_cell({"selection": {"points": [{"customdata": ["", "", "", "", "not a date", 1]}]}}) is None

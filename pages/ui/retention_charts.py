@@ -48,43 +48,79 @@ def heatmap(values: pl.DataFrame, metric: str, grain: str, lang: str, money: fmt
             relative: bool = False) -> go.Figure:
     """Cohorts down, periods since acquisition across; cells coloured by the value,
     labelled, with the counts behind each in the hover. Immature cells are empty;
-    the incomplete period of each cohort is marked with "…"."""
+    the incomplete period of each cohort is marked with "…".
+
+    Plotly reports no selection for a heatmap, so each cell also carries an invisible
+    square marker (the hover and the click land on it: ``hoverdistance = -1`` picks
+    the nearest cell wherever the click falls). Its customdata ends with the cohort
+    (ISO date) and the period, read back by :func:`picked_cell`; the clicked cell is
+    outlined (Plotly's own selection style). Nothing here depends on the picked
+    cell: Streamlit keys a chart's selection by its figure, so a figure that changed
+    with the pick would drop the click it reports."""
     cohorts = sorted(values["cohort"].unique().to_list(), reverse=True)
     ks = list(range(int(values["k"].max()) + 1)) if values.height else []
     sizes = dict(values.filter(pl.col("k") == 0).select("cohort", "size").iter_rows())
     ylabels = [f"{cohort_label(c, grain, lang)} · {fmt.number(sizes.get(c, 0), lang)}" for c in cohorts]
     index = {(r["cohort"], r["k"]): r for r in values.iter_rows(named=True)}
-    z, text, custom = [], [], []
-    for c in cohorts:
-        zr, tr, cr = [], [], []
+    z, text = [], []
+    px, py, custom = [], [], []
+    for c, ylabel in zip(cohorts, ylabels):
+        zr, tr = [], []
         for k in ks:
             r = index.get((c, k))
             if r is None:
-                zr.append(None), tr.append(""), cr.append(["", "", ""])
+                zr.append(None), tr.append("")
                 continue
             v = r["value"]
             shown = money.convert(v) if (metric in MONEY_METRICS and not relative and v is not None) else v
             zr.append(shown)
             tr.append(format_value(metric, v, lang, money, relative) + ("…" if not r["complete"] else ""))
-            cr.append([fmt.number(r["numerator"], lang) if metric in R.SHARE_METRICS else money.full(r["numerator"]),
-                       fmt.number(r["denominator"], lang) if metric != "net_revenue_retention" else money.full(r["denominator"]),
-                       t("ret.incomplete", lang) if not r["complete"] else ""])
-        z.append(zr), text.append(tr), custom.append(cr)
+            px.append(str(k)), py.append(ylabel)
+            custom.append([fmt.number(r["numerator"], lang) if metric in R.SHARE_METRICS else money.full(r["numerator"]),
+                           fmt.number(r["denominator"], lang) if metric != "net_revenue_retention"
+                           else money.full(r["denominator"]),
+                           t("ret.incomplete", lang) if not r["complete"] else "", tr[-1], c.isoformat(), k])
+        z.append(zr), text.append(tr)
     share = metric in R.SHARE_METRICS or metric == "net_revenue_retention" or relative
+    height = max(320, 28 * len(cohorts) + 120)
     fig = go.Figure(go.Heatmap(
-        z=z, x=[str(k) for k in ks], y=ylabels, text=text, texttemplate="%{text}", customdata=custom,
-        colorscale="Blues", hoverongaps=False, zmin=0 if share else None,
+        z=z, x=[str(k) for k in ks], y=ylabels, text=text, texttemplate="%{text}", hoverinfo="skip",
+        colorscale="Blues", zmin=0 if share else None,
         zmax=1 if (metric in R.SHARE_METRICS and not relative) else None,
         colorbar={"tickformat": ".0%" if share else ",.0f"},
-        hovertemplate=(f"%{{y}}<br>{t('ret.period_k', lang)} %{{x}}: %{{text}}<br>"
-                       f"%{{customdata[0]}} / %{{customdata[1]}}<br>%{{customdata[2]}}<extra></extra>"),
     ))
-    fig.update_layout(xaxis={"title": t(f"ret.since.{grain}", lang), "side": "top", "type": "category"},
-                      yaxis={"type": "category", "autorange": "reversed"},
-                      height=max(320, 28 * len(cohorts) + 120))
+    fig.add_scatter(
+        x=px, y=py, mode="markers", customdata=custom, showlegend=False, name="",
+        marker={"symbol": "square-open", "size": 22, "color": "#E4572E", "line": {"width": 3}, "opacity": 0},
+        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 0}},
+        hovertemplate=(f"%{{y}}<br>{t('ret.period_k', lang)} %{{x}}: %{{customdata[3]}}<br>"
+                       f"%{{customdata[0]}} / %{{customdata[1]}}<br>%{{customdata[2]}}<extra></extra>"),
+    )
+    fig.update_layout(xaxis={"title": t(f"ret.since.{grain}", lang), "side": "top", "type": "category",
+                             "categoryorder": "array", "categoryarray": [str(k) for k in ks]},
+                      yaxis={"type": "category", "autorange": "reversed", "categoryorder": "array",
+                             "categoryarray": ylabels},
+                      height=height)
     fig = _layout(fig, lang, t(f"ret.metric.{metric}", lang) + (f" · {t('ret.relative', lang)}" if relative else ""))
-    fig.update_layout(hovermode="closest", height=max(320, 28 * len(cohorts) + 120))
+    fig.update_layout(hovermode="closest", hoverdistance=-1, clickmode="event+select", dragmode=False, height=height)
     return fig
+
+
+def picked_cell(event: object) -> tuple[date, int] | None:
+    """The (cohort, period) of the heatmap cell a click selected, from the event
+    ``st.plotly_chart(..., on_select="rerun")`` returns; None when none is."""
+    try:
+        points = event["selection"]["points"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    for p in points or []:
+        data = p.get("customdata") if isinstance(p, dict) else None
+        if isinstance(data, list | tuple) and len(data) >= 6:
+            try:
+                return date.fromisoformat(str(data[4])), int(data[5])
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def curves(curve: pl.DataFrame, per_cohort: pl.DataFrame | None, metric: str, grain: str, split: str, lang: str,
@@ -233,6 +269,31 @@ def reading_cohorts(values: pl.DataFrame, metric: str, n: int, grain: str, lang:
         key = "ret.read.cohort_up" if diff >= 0 else "ret.read.cohort_down"
         return t(key, lang, **base, diff=fmt.points(abs(diff), lang, signed=False))
     return t("ret.read.cohort", lang, **base)
+
+
+def reading_trend(trend: pl.DataFrame, n: int, metric: str, grain: str, lang: str, money: fmt.Money) -> str:
+    """Is period-n getting better? The earliest cohorts against the latest
+    (:func:`metrics.retention.trend_change`)."""
+    ch = R.trend_change(trend)
+    base = dict(n=n, grain=t(f"ret.grain.{grain}", lang).lower(), metric=t(f"ret.metric.{metric}", lang).lower())
+    if ch is None:
+        return t("ret.read.trend_none", lang, **base)
+
+    def span(pair: tuple) -> str:
+        a, b = (cohort_label(d, grain, lang) for d in pair)
+        return a if a == b else f"{a} – {b}"
+
+    if ch["change"] is None:
+        return t("ret.read.trend_one", lang, **base, cohort=span(ch["last"]),
+                 value=format_value(metric, ch["late"], lang, money))
+    diff = ch["change"]
+    money_metric = metric in MONEY_METRICS
+    size = money.short(abs(diff)) if money_metric else fmt.points(abs(diff), lang, signed=False)
+    flat = abs(diff) < (0.005 if not money_metric else 0.005 * max(abs(ch["early"]), 1e-9))
+    key = "ret.read.trend_flat" if flat else ("ret.read.trend_up" if diff > 0 else "ret.read.trend_down")
+    return t(key, lang, **base, early=format_value(metric, ch["early"], lang, money), first=span(ch["first"]),
+             late=format_value(metric, ch["late"], lang, money), last=span(ch["last"]), diff=size,
+             cohorts=ch["cohorts"])
 
 
 def reading_curve(curve: pl.DataFrame, metric: str, grain: str, lang: str, money: fmt.Money) -> str | None:
