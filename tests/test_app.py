@@ -319,6 +319,8 @@ def test_each_retention_control_redraws_the_page_and_lands_in_the_url(demo_db, m
     assert at.query_params.get(param[0]) in (param[1], [param[1]])
     assert "Cohort table" in [h.value for h in at.subheader]
     assert not [e for e in at.error]
+    if param[0] == "r_metric":  # the curves keep a reading for every metric
+        assert "in the first month after acquisition" in texts(at)
 
 
 def test_mean_relative_period_n_and_kept_segments(demo_db, monkeypatch):

@@ -297,12 +297,16 @@ def reading_trend(trend: pl.DataFrame, n: int, metric: str, grain: str, lang: st
 
 
 def reading_curve(curve: pl.DataFrame, metric: str, grain: str, lang: str, money: fmt.Money) -> str | None:
-    pooled = curve.filter(pl.col("k") > 0).sort("k")
-    if pooled.height == 0 or metric not in R.SHARE_METRICS:
+    pooled = curve.filter((pl.col("k") > 0) & pl.col("value").is_not_null()).sort("k")
+    if pooled.height == 0:
         return None
     first = pooled.filter(pl.col("k") == pooled["k"].min())
     k_last = int(pooled["k"].max())
     last = pooled.filter(pl.col("k") == k_last)
+    if metric not in R.SHARE_METRICS:
+        return t("ret.read.curve_value", lang, metric=t(f"ret.metric.{metric}", lang).lower(),
+                 v1=format_value(metric, first["value"].mean(), lang, money), k=k_last,
+                 v2=format_value(metric, last["value"].mean(), lang, money), grain=t(f"ret.grain.{grain}", lang).lower())
     return t("ret.read.curve", lang, v1=fmt.percent(first["value"].mean(), lang), k=k_last,
              v2=fmt.percent(last["value"].mean(), lang), grain=t(f"ret.grain.{grain}", lang).lower())
 
