@@ -14,7 +14,7 @@ from metrics import kpis
 from metrics.filters import Filters, ViewState, comparison_period
 from tests.conftest import tiny_frames
 
-PAGES = ["pages/overview_page.py", "pages/retention_page.py", "pages/data_page.py"]
+PAGES = ["pages/overview_page.py", "pages/retention_page.py", "pages/clv_page.py", "pages/data_page.py"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,7 +78,7 @@ def test_every_page_renders_on_empty_database(empty_db, monkeypatch, page):
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
-    if page.endswith(("overview_page.py", "retention_page.py")):
+    if page.endswith(("overview_page.py", "retention_page.py", "clv_page.py")):
         assert "No data yet" in texts(at)
         assert len(at.metric) == 0
     else:
@@ -375,3 +375,56 @@ def test_use_suggested_window_sets_the_inactivity_window(demo_db, monkeypatch):
     assert not at.exception, at.exception
     assert at.session_state["window"] == days
     assert at.query_params.get("window") in (str(days), [str(days)])
+
+
+# -- the CLV page ---------------------------------------------------------------------
+def clv_app(db: Path, monkeypatch, **params) -> AppTest:
+    at = app(db, monkeypatch, lang="en", **params)
+    at.run()
+    at.switch_page("pages/clv_page.py").run()
+    return at
+
+
+def test_clv_page_shows_the_model_its_check_and_its_uncertainty(demo_db, monkeypatch):
+    from metrics import clv_view as CV
+    from metrics.filters import ViewState
+
+    s = Store(demo_db)
+    first, last = kpis.data_bounds(s)
+    f = ViewState().filters(as_of=last, first=first)
+    scored = CV.score(s, f, as_of=last)
+    s.close()
+    at = clv_app(demo_db, monkeypatch)
+    assert not at.exception, at.exception
+    body = texts(at)
+    assert f"{scored.customers.height:,} customers are expected to bring" in body
+    assert "95% interval" in body
+    assert any(t in body for t in ("The model is good", "The model is fair", "The model is poor"))
+    assert "frequency = repeat purchases" in body  # the terms, in plain words
+    assert "of all value." in body
+    assert [m.label for m in at.metric][:2] == ["Predicted CLV, 12 months", "Predicted CLV per customer"]
+    assert at.get("download_button")
+
+
+def test_clv_settings_redraw_the_page_and_land_in_the_url(demo_db, monkeypatch):
+    at = clv_app(demo_db, monkeypatch)
+    by_label(at.selectbox, "Horizon").set_value(24).run()
+    by_label(at.number_input, "Annual discount rate (%)").set_value(15.0).run()
+    by_label(at.selectbox, "Break down by").set_value("tier").run()
+    by_label(at.toggle, "Log scale").set_value(True).run()
+    assert not at.exception, at.exception
+    qp = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert qp["c_h"] == "24" and qp["c_disc"] == "15.0" and qp["c_group"] == "tier" and qp["c_log"] == "1"
+    assert "Over the next 24 months" in texts(at)
+    # the URL brings the same view back
+    again = clv_app(demo_db, monkeypatch, c_h="6", c_group="region", c_disc="not a number")
+    assert not again.exception, again.exception
+    assert "Over the next 6 months" in texts(again)
+    assert by_label(again.selectbox, "Break down by").value == "region"
+
+
+def test_clv_page_explains_when_there_is_too_little_data(tiny_db, monkeypatch):
+    at = clv_app(tiny_db, monkeypatch, period="all")
+    assert not at.exception, at.exception
+    assert any("not enough data" in w.value for w in at.warning)
+    assert not at.metric

@@ -114,12 +114,12 @@ def browser():
 READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
 
 
-def open_page(browser, url: str, *, ready: str):
+def open_page(browser, url: str, *, ready: str, height: int = 2300):
     """Load ``url`` and wait until the script has run and ``ready`` is on screen.
 
     The app's main area scrolls inside its own container, so the viewport is tall
     enough for the screenshot to show the whole page."""
-    page = browser.new_page(viewport={"width": 1500, "height": 2300})
+    page = browser.new_page(viewport={"width": 1500, "height": height})
     started = time.perf_counter()
     page.goto(url)
     page.wait_for_selector(ready, timeout=60_000)
@@ -201,6 +201,18 @@ def test_retention_page_in_the_browser(flow_sentence, server, browser):
     page.wait_for_selector("text=cohort bought in period 0.", timeout=30_000)
     page.wait_for_selector(READY, timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "retention_cell_en.png"))
+    page.close()
+
+
+def test_clv_page_in_the_browser(server, browser):
+    """The CLV page fits the models on the demo data and says whether to trust them."""
+    page, seconds = open_page(browser, server + "/clv?lang=en", ready="text=Can we trust the model?", height=7000)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    assert page.locator(".js-plotly-plot").count() >= 9
+    assert page.get_by_text("customers are expected to bring", exact=False).count() == 1
+    assert page.get_by_text("The top 20% of customers hold", exact=False).count() == 1
+    assert page.get_by_text("The model is", exact=False).count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "clv_en.png"))
     page.close()
 
 

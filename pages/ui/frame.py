@@ -12,6 +12,7 @@ import streamlit as st
 from data.config import db_path
 from data.store import Store
 from metrics import kpis
+from metrics import clv_view as CV
 from metrics import retention as R
 from metrics.filters import (
     COMPARISONS, LOYALTY, PERIODS, Filters, ViewState, comparison_period,
@@ -20,6 +21,8 @@ from pages.ui import fmt
 from pages.ui.i18n import LANGUAGES, label, t
 
 CONTEXT_KEY = "_cm_context"
+# URL parameters a page keeps for its own controls (the sidebar leaves them alone).
+PAGE_PREFIXES = ("r_", "c_")
 
 
 @st.cache_resource(show_spinner=False)
@@ -76,6 +79,28 @@ def cell_customers(path: str, version: str, filters: Filters, spec: R.CohortSpec
     return R.cell_customers(get_store(path), filters, spec, cohort=cohort, k=k, later=later, segment=segment)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def clv_scored(path: str, version: str, filters: Filters, as_of: date, settings: CV.Settings) -> CV.Scored:
+    return CV.score(store(), filters, as_of=as_of, settings=settings)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def clv_bootstrap(path: str, version: str, filters: Filters, as_of: date, settings: CV.Settings) -> pl.DataFrame | None:
+    scored = clv_scored(path, version, filters, as_of, settings)
+    return CV.bootstrap(scored, settings) if scored.ok else None
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def clv_validation(path: str, version: str, filters: Filters, calibration_end: date, holdout_end: date,
+                   settings: CV.Settings) -> CV.Validation:
+    return CV.validate(store(), filters, calibration_end=calibration_end, holdout_end=holdout_end, settings=settings)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def clv_cac(path: str, version: str, filters: Filters) -> pl.DataFrame:
+    return CV.acquisition_costs(store(), filters)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def segment_values(path: str, version: str, split: str) -> list[str]:
     sql = {
@@ -90,13 +115,18 @@ def segment_values(path: str, version: str, split: str) -> list[str]:
 def page_param(key: str, allowed: tuple | list, default):
     """A page control's value from the URL (``?key=...``) on the session's first run:
     seeds ``st.session_state[key]`` once; the page writes it back with
-    :func:`keep_page_params`. Keys are the page's own (prefix ``r_``)."""
+    :func:`keep_page_params`. Keys are the page's own (prefix :data:`PAGE_PREFIXES`)."""
     if key not in st.session_state:
         raw = st.query_params.get(key)
         value = default
         if raw is not None:
             if isinstance(default, bool):
                 value = raw == "1"
+            elif isinstance(default, float):
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = default
             elif isinstance(default, int):
                 try:
                     value = int(raw)
@@ -104,7 +134,7 @@ def page_param(key: str, allowed: tuple | list, default):
                     value = default
             else:
                 value = raw
-        if not isinstance(default, bool | int) and allowed and value not in allowed:
+        if not isinstance(default, bool | int | float) and allowed and value not in allowed:
             value = default
         st.session_state[key] = value
     return st.session_state[key]
@@ -181,8 +211,8 @@ def sidebar() -> Context:
         period=period, start=start, end=end, comparison=cmp, channels=tuple(channels), regions=tuple(regions),
         loyalty=loyalty, lang=lang, currency=currency, fx=float(fx), inactivity_days=int(window),
     )
-    # The view, plus the page's own controls (``r_...``), which the page keeps itself.
-    page_own = {k: v for k, v in st.query_params.to_dict().items() if k.startswith("r_")}
+    # The view, plus the pages' own controls (``r_...``, ``c_...``), which each page keeps.
+    page_own = {k: v for k, v in st.query_params.to_dict().items() if k.startswith(PAGE_PREFIXES)}
     st.query_params.from_dict({**view.to_query_params(), **page_own})
     filters = comparison = None
     if last is not None:

@@ -1,0 +1,419 @@
+"""What the CLV page shows, computed from the models of :mod:`metrics.clv`.
+
+Definitions (shared/DESIGN.md, "Historical CLV" and "Predictive CLV"):
+
+- **Historical CLV** of a customer = cumulative gross margin of their completed orders
+  to the date (an order without a margin counts ``revenue x margin_rate``).
+- **Predictive CLV** over ``H`` months = :func:`metrics.clv.clv`: BG/NBD expected
+  purchases per month x Gamma-Gamma expected spend per purchase x the customer's own
+  margin share (their margin / their revenue to date; ``margin_rate`` without revenue)
+  discounted monthly at ``(1 + annual rate)^(1/12) - 1``.
+- **Uncertainty** of a total: a parametric bootstrap. Parameter vectors are drawn from
+  the normal approximation of each model's maximum-likelihood estimate in
+  log-parameters (covariance from the inverse Hessian); the total is recomputed for
+  each draw and the 2.5th and 97.5th percentiles are the 95% interval. Above
+  :data:`BOOT_CUSTOMERS` customers, a fixed random sample is scored and scaled up.
+- **Validation** (the holdout): the models are fitted on the orders up to a
+  calibration end ``E`` and predict each customer's repeat purchases in ``(E, as_of]``;
+  the prediction is compared with what they did, overall (the aggregate error
+  ``(predicted - actual) / actual``), by number of calibration repeat purchases, and
+  week by week (cumulative). The grade: **good** when the aggregate error is within
+  10% and the purchase-count groups within 20% on average (weighted by customers);
+  **fair** within 25% and 35%; **poor** otherwise.
+- **Lorenz curve**: customers sorted by value, highest first; the share of all value
+  held by the top x% of customers.
+- **CLV : CAC** by acquisition channel = mean value (margin to date + predicted CLV)
+  of the customers a channel acquired / the acquisition cost per customer of that
+  channel, where the cost is known: ``programme_costs`` rows whose programme is
+  ``acquisition:<channel>`` (spread over the customers the channel acquired in those
+  rows' dates), and for the ``referral`` channel the referral rewards paid per referred
+  customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from data.store import Store
+from metrics import clv as M
+from metrics.filters import Filters, instant
+from metrics.kpis import DEFAULT_MARGIN_RATE
+
+BOOT_DRAWS = 100
+BOOT_CUSTOMERS = 5_000
+GROUPS = ("acquisition_channel", "region", "tier", "cohort")
+GRADES = (("good", 0.10, 0.20), ("fair", 0.25, 0.35))
+NEXT_DAYS = 90
+
+
+def monthly_rate(annual: float) -> float:
+    """The monthly discount rate equivalent to an annual one: ``(1 + a)^(1/12) - 1``."""
+    if annual <= -1:
+        raise M.ModelError("the annual discount rate must be above -100%")
+    return (1.0 + annual) ** (1.0 / 12.0) - 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The page's model settings: horizon (months), annual discount rate, the margin
+    for orders that carry none, and the time unit of the summary."""
+
+    horizon_months: int = 12
+    annual_discount_rate: float = 0.10
+    margin_rate: float = DEFAULT_MARGIN_RATE
+    unit: str = "days"
+
+
+@dataclass
+class Scored:
+    """The models fitted at ``as_of`` and every customer scored: the summary columns
+    plus margin_share, historical_clv, p_alive, expected_purchases (next
+    :data:`NEXT_DAYS` days), expected_spend, clv (predicted, over the horizon),
+    total_value (historical + predicted) and the attributes acquisition_channel,
+    region, tier, cohort (month of the first purchase). ``problems`` (what the data
+    lack) or ``error`` (why a model failed) instead when the models cannot be used."""
+
+    customers: pl.DataFrame | None = None
+    bgnbd: M.BGNBD | None = None
+    gg: M.GammaGamma | None = None
+    correlation: float = float("nan")
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.customers is not None and self.bgnbd is not None and self.gg is not None
+
+
+def attributes(store: Store) -> pl.DataFrame:
+    """Per customer key: customer_id, acquisition_channel, region and loyalty tier ("none" for
+    non-members); unknown values are "unknown"."""
+    return store.query(
+        "SELECT c.customer_key, c.customer_id, coalesce(c.acquisition_channel, 'unknown') AS acquisition_channel, "
+        "coalesce(c.region, 'unknown') AS region, "
+        "CASE WHEN m.customer_key IS NULL THEN 'none' ELSE coalesce(m.tier, 'member') END AS tier "
+        "FROM customers c LEFT JOIN (SELECT customer_key, any_value(tier) AS tier FROM loyalty_members "
+        "GROUP BY customer_key) m USING (customer_key)"
+    )
+
+
+def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Settings()) -> Scored:
+    """Fit BG/NBD and Gamma-Gamma on every customer's history up to ``as_of`` and
+    score each customer (see :class:`Scored` and the module docstring)."""
+    summary = M.customer_summary(store, f, calibration_end=as_of, unit=settings.unit,
+                                 margin_rate=settings.margin_rate)
+    problems = M.sufficiency(summary)
+    if problems:
+        return Scored(problems=problems)
+    x, tx, T = summary["frequency"], summary["recency"], summary["T"]
+    try:
+        bg = M.fit_bgnbd(x, tx, T)
+        gg = M.fit_gamma_gamma(x, summary["monetary_value"])
+    except M.ModelError as e:
+        return Scored(error=str(e))
+    share = margin_share(summary, settings.margin_rate)
+    per_day = M.UNITS[settings.unit]
+    alive = np.asarray(bg.p_alive(x, tx, T), dtype=float)
+    nxt = np.asarray(bg.expected_purchases(NEXT_DAYS / per_day, x, tx, T), dtype=float)
+    spend = np.asarray(gg.expected_average_spend(x, summary["monetary_value"]), dtype=float)
+    value = np.asarray(M.clv(bg, gg, x, tx, T, summary["monetary_value"], horizon_months=settings.horizon_months,
+                             unit=settings.unit, margin=share.to_numpy(),
+                             monthly_discount_rate=monthly_rate(settings.annual_discount_rate)), dtype=float)
+    out = summary.with_columns(
+        share.alias("margin_share"), pl.col("margin").alias("historical_clv"),
+        pl.Series("p_alive", alive), pl.Series("expected_purchases", nxt), pl.Series("expected_spend", spend),
+        pl.Series("clv", value),
+    ).with_columns((pl.col("historical_clv") + pl.col("clv")).alias("total_value"),
+                   pl.col("first_purchase").dt.truncate("1mo").alias("cohort"))
+    out = out.join(attributes(store), on="customer_key", how="left").with_columns(
+        pl.col("acquisition_channel", "region").fill_null("unknown"), pl.col("tier").fill_null("none"))
+    return Scored(out, bg, gg, M.frequency_monetary_correlation(x, summary["monetary_value"]))
+
+
+def margin_share(summary: pl.DataFrame, margin_rate: float) -> pl.Series:
+    """Each customer's gross margin share of revenue to date (margin / revenue), the
+    ``margin_rate`` where revenue is not positive; kept within [0, 1] so that a
+    customer's predicted value is never negative."""
+    share = pl.when(pl.col("revenue") > 0).then(pl.col("margin") / pl.col("revenue")).otherwise(margin_rate)
+    return summary.select(share.clip(0.0, 1.0).alias("margin_share")).to_series()
+
+
+# ---------------------------------------------------------------------------------
+# Uncertainty: a parametric bootstrap of the fitted parameters
+# ---------------------------------------------------------------------------------
+def _draws(theta: np.ndarray, cov: tuple | None, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` parameter vectors from the normal approximation in log-parameters
+    (delta method: cov_log = cov / (theta theta')); the estimate itself without a
+    covariance."""
+    if cov is None:
+        return np.repeat(theta[None, :], n, axis=0)
+    cov_log = np.asarray(cov, dtype=float) / np.outer(theta, theta)
+    cov_log = (cov_log + cov_log.T) / 2
+    return np.exp(rng.multivariate_normal(np.log(theta), cov_log, size=n, method="eigh"))
+
+
+def bootstrap(scored: Scored, settings: Settings = Settings(), *, groups: tuple[str, ...] = GROUPS,
+              draws: int = BOOT_DRAWS, seed: int = 7) -> pl.DataFrame:
+    """95% intervals of total and mean predicted CLV, overall and per group value.
+
+    Columns: group ("all" or the attribute), value (the group's value), customers,
+    total (the point estimate), low, high (the total's 2.5th and 97.5th percentiles
+    over ``draws`` parameter draws), mean, mean_low, mean_high. See the module
+    docstring; above :data:`BOOT_CUSTOMERS` customers a fixed sample is scored and
+    its totals scaled by customers / sample."""
+    if not scored.ok:
+        raise M.ModelError("the models are not fitted")
+    c = scored.customers
+    rng = np.random.default_rng(seed)
+    sample = c if c.height <= BOOT_CUSTOMERS else c.sample(BOOT_CUSTOMERS, seed=seed)
+    scale = c.height / sample.height
+    bg, gg = scored.bgnbd, scored.gg
+    bgs = _draws(np.array([bg.r, bg.alpha, bg.a, bg.b]), bg.covariance, draws, rng)
+    ggs = _draws(np.array([gg.p, gg.q, gg.gamma]), gg.covariance, draws, rng)
+    # Expected purchases depend only on (x, t_x, T): each distinct row once per draw.
+    rows = np.column_stack([sample["frequency"].to_numpy().astype(float), sample["recency"].to_numpy(),
+                            sample["T"].to_numpy()])
+    uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    x, m = rows[:, 0], sample["monetary_value"].to_numpy()
+    share = sample["margin_share"].to_numpy()
+    month = M.MONTH_DAYS / M.UNITS[settings.unit]
+    d = monthly_rate(settings.annual_discount_rate)
+    months = np.arange(settings.horizon_months + 1, dtype=float)
+    disc = (1.0 + d) ** -months[1:]
+    per_customer = np.empty((draws, sample.height))
+    for i in range(draws):
+        b = M.BGNBD(*bgs[i])
+        p, q, g = ggs[i]
+        if q <= 1:  # the spend model's mean is undefined there: keep the estimate
+            p, q, g = gg.p, gg.q, gg.gamma
+        cum = np.asarray(b.expected_purchases(months[:, None] * month, uniq[:, 0], uniq[:, 1], uniq[:, 2]))
+        purchases = (np.diff(cum, axis=0) * disc[:, None]).sum(axis=0)
+        spend = p * (g + x * m) / (p * x + q - 1)
+        per_customer[i] = purchases[inverse] * spend * share
+    point = sample["clv"].to_numpy()
+    out = []
+
+    def add(group: str, value: str, mask: np.ndarray, n_all: int) -> None:
+        totals = per_customer[:, mask].sum(axis=1) * scale
+        est = float(c.filter(pl.lit(True) if group == "all" else pl.col(group).cast(pl.Utf8) == value)["clv"].sum())
+        lo, hi = (float(v) for v in np.percentile(totals, [2.5, 97.5]))
+        # The interval is centred on the full estimate (the sample's spread, scaled).
+        shift = est - float(point[mask].sum() * scale)
+        out.append({"group": group, "value": value, "customers": n_all, "total": est, "low": lo + shift,
+                    "high": hi + shift, "mean": est / n_all, "mean_low": (lo + shift) / n_all,
+                    "mean_high": (hi + shift) / n_all})
+
+    add("all", "all", np.ones(sample.height, dtype=bool), c.height)
+    for group in groups:
+        col = sample[group].cast(pl.Utf8).to_numpy()
+        counts = dict(c.group_by(pl.col(group).cast(pl.Utf8)).len().iter_rows())
+        for value in sorted(counts):
+            mask = col == value
+            if mask.any():
+                add(group, value, mask, counts[value])
+    return pl.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------
+# Reading the value: Lorenz curve, groups, CLV : CAC
+# ---------------------------------------------------------------------------------
+def lorenz(values: Any, points: int = 101) -> pl.DataFrame:
+    """The Lorenz curve of value held by customers sorted from highest to lowest:
+    share_customers (0..1) against share_value (0..1), at ``points`` evenly spaced
+    customer shares. Negative values count as 0."""
+    v = np.sort(np.clip(np.asarray(values, dtype=float), 0, None))[::-1]
+    total = v.sum()
+    xs = np.linspace(0, 1, points)
+    if v.size == 0 or total <= 0:
+        return pl.DataFrame({"share_customers": xs, "share_value": np.zeros_like(xs)})
+    cum = np.concatenate([[0.0], np.cumsum(v)]) / total
+    return pl.DataFrame({"share_customers": xs, "share_value": np.interp(xs * v.size, np.arange(v.size + 1), cum)})
+
+
+def top_share(values: Any, top: float = 0.2) -> float:
+    """Share of all value held by the top ``top`` share of customers (by value; a
+    fractional customer counts in proportion)."""
+    return float(lorenz(values, 1001).filter(pl.col("share_customers") <= top + 1e-12)["share_value"][-1])
+
+
+def acquisition_costs(store: Store, f: Filters) -> pl.DataFrame:
+    """Acquisition cost per customer by channel, where known: channel, cost,
+    customers (acquired by that channel in the costs' dates, after the filters), cac.
+    ``programme_costs`` rows ``acquisition:<channel>`` and, for ``referral``, the
+    referral rewards of the referred customers."""
+    cust, params = f.customer_condition("c.customer_key")
+    paid = store.query(
+        "WITH k AS (SELECT lower(trim(substr(programme, 13))) AS channel, sum(amount) AS cost, "
+        "min(period_start) AS p0, max(period_end) AS p1 FROM programme_costs "
+        "WHERE lower(programme) LIKE 'acquisition:%' GROUP BY 1), "
+        "firsts AS (SELECT customer_key, min(ordered_at)::DATE AS d FROM orders WHERE status = 'completed' "
+        "GROUP BY customer_key) "
+        "SELECT k.channel, k.cost, count(c.customer_key) AS customers FROM k "
+        "LEFT JOIN customers c ON lower(c.acquisition_channel) = k.channel "
+        f"AND {cust} AND c.customer_key IN (SELECT customer_key FROM firsts WHERE d BETWEEN k.p0 AND k.p1) "
+        "GROUP BY k.channel, k.cost", params)
+    cust, params = f.customer_condition("referred_key")
+    referral = store.query(
+        "SELECT 'referral' AS channel, sum(coalesce(reward_cost, 0)) AS cost, count(DISTINCT referred_key) AS customers "
+        f"FROM referrals WHERE {cust} HAVING count(*) > 0", params)
+    if "referral" in paid["channel"].to_list():  # an explicit referral acquisition cost wins
+        referral = referral.head(0)
+    both = pl.concat([paid.cast({"cost": pl.Float64, "customers": pl.Int64}),
+                      referral.cast({"cost": pl.Float64, "customers": pl.Int64})])
+    return both.filter(pl.col("customers") > 0).with_columns((pl.col("cost") / pl.col("customers")).alias("cac"))
+
+
+def clv_to_cac(customers: pl.DataFrame, costs: pl.DataFrame) -> pl.DataFrame:
+    """CLV : CAC per acquisition channel with a known cost: channel, customers, value
+    (mean margin to date + predicted CLV of the channel's customers), cac, ratio."""
+    if costs.height == 0:
+        return pl.DataFrame(schema={"channel": pl.Utf8, "customers": pl.Int64, "value": pl.Float64,
+                                    "cac": pl.Float64, "ratio": pl.Float64})
+    by = customers.group_by(pl.col("acquisition_channel").alias("channel")).agg(
+        pl.len().alias("customers"), pl.col("total_value").mean().alias("value"))
+    return by.join(costs.select("channel", "cac"), on="channel").with_columns(
+        (pl.col("value") / pl.col("cac")).alias("ratio")).sort("ratio", descending=True)
+
+
+# ---------------------------------------------------------------------------------
+# Reading the model: P(alive) and expected purchases over frequency and recency
+# ---------------------------------------------------------------------------------
+def model_matrices(bg: M.BGNBD, customers: pl.DataFrame, *, unit: str = "days", cells: int = 24) -> dict[str, Any]:
+    """P(alive) and expected purchases in the next :data:`NEXT_DAYS` days for a
+    customer with tenure ``T`` = the 90th percentile of the customers' T, over
+    frequency 0..F (F = the 99th percentile, at least 5) and recency 0..T in ``cells``
+    steps. Returns T, frequencies, recencies (in the unit) and the two matrices
+    (rows = frequency, columns = recency)."""
+    T = float(np.percentile(customers["T"].to_numpy(), 90))
+    top = int(max(5, min(60, np.percentile(customers["frequency"].to_numpy(), 99))))
+    freq = np.arange(top + 1, dtype=float)
+    rec = np.linspace(0, T, cells)
+    X, R = np.meshgrid(freq, rec, indexing="ij")
+    R = np.where(X == 0, 0.0, R)  # one purchase: recency is 0 by definition
+    TT = np.full_like(X, T)
+    alive = np.asarray(bg.p_alive(X, R, TT), dtype=float)
+    nxt = np.asarray(bg.expected_purchases(NEXT_DAYS / M.UNITS[unit], X, R, TT), dtype=float)
+    return {"T": T, "frequency": freq, "recency": rec, "p_alive": alive, "expected": nxt}
+
+
+# ---------------------------------------------------------------------------------
+# Validation on a holdout
+# ---------------------------------------------------------------------------------
+@dataclass
+class Validation:
+    """The holdout check (module docstring): by_frequency (calibration repeat
+    purchases 0..6 and "7+": customers, predicted, actual mean purchases), tracking
+    (week, predicted and actual cumulative repeat purchases), predicted, actual,
+    aggregate_error, group_error, grade, the calibration model, and the dates."""
+
+    calibration_end: date
+    holdout_end: date
+    customers: int = 0
+    predicted: float = 0.0
+    actual: float = 0.0
+    aggregate_error: float | None = None
+    group_error: float | None = None
+    grade: str | None = None
+    by_frequency: pl.DataFrame | None = None
+    tracking: pl.DataFrame | None = None
+    bgnbd: M.BGNBD | None = None
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def default_calibration_end(first: date, as_of: date) -> date:
+    """A holdout of a third of the history, between 8 and 52 weeks long."""
+    days = (as_of - first).days
+    hold = int(min(max(days // 3, 56), 364))
+    return as_of - timedelta(days=hold)
+
+
+def grade(aggregate_error: float, group_error: float) -> str:
+    """good / fair / poor from the holdout errors (:data:`GRADES`)."""
+    for name, agg, grp in GRADES:
+        if abs(aggregate_error) <= agg and group_error <= grp:
+            return name
+    return "poor"
+
+
+def validate(store: Store, f: Filters, *, calibration_end: date, holdout_end: date,
+             settings: Settings = Settings()) -> Validation:
+    """Fit BG/NBD on the orders up to ``calibration_end`` and compare its prediction of
+    each calibration customer's repeat purchases in ``(calibration_end, holdout_end]``
+    with what they did (see the module docstring)."""
+    v = Validation(calibration_end, holdout_end)
+    if holdout_end <= calibration_end:
+        v.error = "The calibration period must end before the last date of the data."
+        return v
+    unit = settings.unit
+    cal = M.customer_summary(store, f, calibration_end=calibration_end, unit=unit,
+                             margin_rate=settings.margin_rate)
+    v.problems = [p for p in M.sufficiency(cal) if "spend" not in p]
+    if v.problems:
+        return v
+    try:
+        bg = M.fit_bgnbd(cal["frequency"], cal["recency"], cal["T"])
+    except M.ModelError as e:
+        v.error = str(e)
+        return v
+    hold = M.holdout_summary(store, f, calibration_end, holdout_end, unit, margin_rate=settings.margin_rate)
+    t = float(hold["t"][0])
+    joined = cal.select("customer_key", "frequency", "recency", "T").join(
+        hold.select("customer_key", "purchases"), on="customer_key", how="left").with_columns(
+        pl.col("purchases").fill_null(0))
+    x, tx, T = joined["frequency"], joined["recency"], joined["T"]
+    pred = np.asarray(bg.expected_purchases(t, x, tx, T), dtype=float)
+    joined = joined.with_columns(pl.Series("predicted", pred),
+                                 pl.when(pl.col("frequency") >= 7).then(pl.lit("7+"))
+                                 .otherwise(pl.col("frequency").cast(pl.Utf8)).alias("bucket"))
+    by = joined.group_by("bucket").agg(pl.len().alias("customers"), pl.col("predicted").mean(),
+                                       pl.col("purchases").mean().alias("actual"),
+                                       pl.col("frequency").min().alias("order")).sort("order").drop("order")
+    v.customers, v.bgnbd, v.by_frequency = joined.height, bg, by
+    v.predicted, v.actual = float(pred.sum()), float(joined["purchases"].sum())
+    if v.actual > 0:
+        v.aggregate_error = (v.predicted - v.actual) / v.actual
+        v.group_error = float((by["customers"] * (by["predicted"] - by["actual"]).abs()).sum()
+                              / (by["customers"] * by["actual"]).sum())
+        v.grade = grade(v.aggregate_error, v.group_error)
+    v.tracking = _tracking(store, f, bg, joined, calibration_end, holdout_end, unit)
+    return v
+
+
+def _tracking(store: Store, f: Filters, bg: M.BGNBD, joined: pl.DataFrame, calibration_end: date,
+              holdout_end: date, unit: str) -> pl.DataFrame:
+    """Cumulative repeat purchases of the calibration customers, week by week through
+    the holdout: predicted (sum of E[Y(t)]) and actual (distinct purchase days)."""
+    base, params = f.orders_sql()
+    daily = store.query(
+        f"WITH o AS ({base}), cal AS (SELECT DISTINCT customer_key FROM o WHERE ordered_at < $c), "
+        "d AS (SELECT DISTINCT customer_key, CAST(ordered_at AS DATE) AS day FROM o "
+        "WHERE ordered_at >= $c AND ordered_at < $h AND customer_key IN (SELECT customer_key FROM cal)) "
+        "SELECT day, count(*) AS purchases FROM d GROUP BY day ORDER BY day",
+        {**params, "margin_rate": 0.0, "c": instant(calibration_end + timedelta(days=1)),
+         "h": instant(holdout_end + timedelta(days=1))})
+    days = (holdout_end - calibration_end).days
+    weeks = list(range(7, days + 1, 7))
+    if not weeks or weeks[-1] != days:
+        weeks.append(days)
+    # The same expectation for customers with the same (x, t_x, T): each distinct row once.
+    rows = np.column_stack([joined["frequency"].to_numpy().astype(float), joined["recency"].to_numpy(),
+                            joined["T"].to_numpy()])
+    uniq, counts = np.unique(rows, axis=0, return_counts=True)
+    per = M.UNITS[unit]
+    ts = np.array(weeks, dtype=float)[:, None] / per
+    expected = np.asarray(bg.expected_purchases(ts, uniq[:, 0], uniq[:, 1], uniq[:, 2])) @ counts
+    actual_by_day = np.zeros(days + 1)
+    for d, n in daily.iter_rows():
+        i = (d - calibration_end).days
+        if 1 <= i <= days:
+            actual_by_day[i] += n
+    cum = np.cumsum(actual_by_day)
+    return pl.DataFrame({"day": weeks, "predicted": expected, "actual": [float(cum[w]) for w in weeks]})
+

@@ -1,0 +1,192 @@
+"""What the CLV page shows (metrics.clv_view): hand-computed tables for the Lorenz
+curve, margin shares, the discount rate, the grade, acquisition costs and CLV : CAC;
+known truth for the holdout check and the bootstrap (data simulated from BG/NBD)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from data.store import Store
+from metrics import clv as M
+from metrics import clv_view as V
+from metrics.filters import Filters
+
+ALL = Filters(start=date(2000, 1, 1), end=date(2030, 12, 31))
+
+
+def test_monthly_rate_compounds_to_the_annual_rate():
+    assert V.monthly_rate(0.0) == 0.0
+    assert (1 + V.monthly_rate(0.10)) ** 12 == pytest.approx(1.10)
+    assert V.monthly_rate(0.1268250301) == pytest.approx(0.01, rel=1e-6)
+    with pytest.raises(M.ModelError):
+        V.monthly_rate(-1.0)
+
+
+def test_lorenz_and_top_share_by_hand():
+    # values 50, 30, 10, 10, 0 (and a negative, counted as 0): total 100 over 6 customers
+    values = [10, 50, 0, 30, -5, 10]
+    curve = V.lorenz(values, points=7)  # shares 0, 1/6, ..., 1
+    assert curve["share_value"].to_list() == pytest.approx([0, 0.5, 0.8, 0.9, 1.0, 1.0, 1.0])
+    # top 20% = 1.2 customers: 50 + 0.2 x 30 = 56
+    assert V.top_share(values, 0.2) == pytest.approx(0.56, abs=2e-3)
+    assert V.top_share([0, 0, 0], 0.2) == 0.0
+
+
+def test_margin_share_uses_the_customer_own_margin_within_0_and_1():
+    summary = pl.DataFrame({"revenue": [200.0, 0.0, 100.0, 50.0], "margin": [50.0, 0.0, -20.0, 80.0]})
+    assert V.margin_share(summary, 0.3).to_list() == pytest.approx([0.25, 0.3, 0.0, 1.0])
+
+
+def test_grade_from_the_holdout_errors():
+    assert V.grade(0.05, 0.10) == "good"
+    assert V.grade(-0.09, 0.19) == "good"
+    assert V.grade(0.05, 0.30) == "fair"
+    assert V.grade(-0.20, 0.10) == "fair"
+    assert V.grade(0.30, 0.10) == "poor"
+    assert V.grade(0.01, 0.50) == "poor"
+
+
+def test_default_calibration_end_keeps_a_third_between_8_and_52_weeks():
+    assert V.default_calibration_end(date(2024, 1, 1), date(2024, 4, 1)) == date(2024, 4, 1) - timedelta(days=56)
+    assert V.default_calibration_end(date(2024, 1, 1), date(2024, 10, 1)) == date(2024, 10, 1) - timedelta(days=91)
+    assert V.default_calibration_end(date(2020, 1, 1), date(2026, 1, 1)) == date(2026, 1, 1) - timedelta(days=364)
+
+
+def _costs_store() -> Store:
+    """F1, F2 acquired by facebook (first orders 10 Jan and 20 Mar 2024), Z1 by zalo_oa;
+    an acquisition cost of 1,000 for facebook over January to February (only F1
+    falls in it), 500 for shopee (nobody acquired); R1 referred with a 40 reward,
+    R2 with 60."""
+    customers = pl.DataFrame({"customer_id": ["F1", "F2", "Z1", "R1", "R2"],
+                              "acquisition_channel": ["facebook", "facebook", "zalo_oa", "referral", "referral"]})
+    orders = pl.DataFrame({
+        "order_id": ["o1", "o2", "o3", "o4", "o5"], "customer_id": ["F1", "F2", "Z1", "R1", "R2"],
+        "ordered_at": [datetime(2024, 1, 10), datetime(2024, 3, 20), datetime(2024, 1, 5), datetime(2024, 2, 1),
+                       datetime(2024, 2, 2)],
+        "revenue": [100.0] * 5, "status": ["completed"] * 5})
+    costs = pl.DataFrame({"cost_id": ["c1", "c2", "c3"], "programme": ["acquisition:facebook", "Acquisition:Shopee",
+                                                                         "loyalty"],
+                          "period_start": [date(2024, 1, 1), date(2024, 1, 1), date(2024, 1, 1)],
+                          "period_end": [date(2024, 2, 29), date(2024, 2, 29), date(2024, 12, 31)],
+                          "amount": [1000.0, 500.0, 9999.0]})
+    referrals = pl.DataFrame({"referral_id": ["r1", "r2"], "referrer_id": ["F1", "F1"], "referred_id": ["R1", "R2"],
+                              "referred_at": [datetime(2024, 2, 1), datetime(2024, 2, 2)], "reward_cost": [40.0, 60.0]})
+    s = Store(":memory:")
+    s.load_frames({"customers": customers, "orders": orders, "programme_costs": costs, "referrals": referrals},
+                  kind="test")
+    return s
+
+
+def test_acquisition_costs_and_clv_to_cac_by_hand():
+    s = _costs_store()
+    costs = V.acquisition_costs(s, ALL).sort("channel")
+    got = {r["channel"]: r for r in costs.iter_rows(named=True)}
+    assert set(got) == {"facebook", "referral"}  # shopee acquired nobody in its dates
+    assert got["facebook"]["customers"] == 1 and got["facebook"]["cac"] == pytest.approx(1000.0)
+    assert got["referral"]["customers"] == 2 and got["referral"]["cac"] == pytest.approx(50.0)
+    customers = pl.DataFrame({"acquisition_channel": ["facebook", "facebook", "referral", "referral", "zalo_oa"],
+                              "total_value": [3000.0, 1000.0, 100.0, 300.0, 50.0]})
+    ratio = {r["channel"]: r for r in V.clv_to_cac(customers, costs).iter_rows(named=True)}
+    assert ratio["facebook"]["value"] == pytest.approx(2000.0) and ratio["facebook"]["ratio"] == pytest.approx(2.0)
+    assert ratio["referral"]["ratio"] == pytest.approx(200.0 / 50.0)
+    assert "zalo_oa" not in ratio  # no cost known
+    s.close()
+
+
+# -- known truth: customers simulated from BG/NBD ------------------------------------
+def simulated_store(n: int = 4000, seed: int = 5) -> tuple[Store, date]:
+    """Customers whose purchases follow BG/NBD exactly (r 0.6, alpha 40 days, a 0.8,
+    b 4), acquired uniformly over two years before 1 Jan 2026, spend Gamma-Gamma
+    (p 4, q 5, gamma 400,000), observed until 31 Dec 2026."""
+    rng = np.random.default_rng(seed)
+    start, end = date(2024, 1, 1), date(2026, 12, 31)
+    birth = rng.integers(0, 730, n)
+    lam, drop = rng.gamma(0.6, 1 / 40, n), rng.beta(0.8, 4, n)
+    nu = rng.gamma(5, 1 / 400_000, n)
+    cid, when, revenue = [], [], []
+    for i in range(n):
+        t, horizon = float(birth[i]), (end - start).days
+        while t <= horizon:
+            cid.append(f"S{i:05d}")
+            when.append(datetime.combine(start, datetime.min.time()) + timedelta(days=int(t), hours=10))
+            revenue.append(float(rng.gamma(4, 1 / nu[i])))
+            if len(cid) > 1 and cid[-2] == cid[-1] and rng.random() < drop[i]:
+                break
+            t += rng.exponential(1 / lam[i]) + 1.0  # at most one purchase a day
+    orders = pl.DataFrame({"order_id": [f"o{k}" for k in range(len(cid))], "customer_id": cid, "ordered_at": when,
+                           "revenue": revenue, "status": ["completed"] * len(cid)})
+    s = Store(":memory:")
+    s.load_frames({"orders": orders}, kind="test")
+    return s, end
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    s, end = simulated_store()
+    yield s, end
+    s.close()
+
+
+def test_the_holdout_check_grades_a_true_model_good(simulated):
+    s, end = simulated
+    v = V.validate(s, ALL, calibration_end=date(2026, 3, 31), holdout_end=end)
+    assert not v.problems and v.error is None
+    assert v.customers > 3000 and v.actual > 1000
+    assert abs(v.aggregate_error) < 0.10, (v.predicted, v.actual)
+    assert v.grade in ("good", "fair")
+    # the week-by-week track ends on the holdout totals
+    assert v.tracking["actual"][-1] == pytest.approx(v.actual)
+    assert v.tracking["predicted"][-1] == pytest.approx(v.predicted, rel=1e-9)
+    assert v.tracking["day"][-1] == (end - date(2026, 3, 31)).days
+    assert v.by_frequency["customers"].sum() == v.customers
+
+
+def test_scoring_and_the_bootstrap_interval(simulated):
+    s, end = simulated
+    sc = V.score(s, ALL, as_of=end, settings=V.Settings(horizon_months=12, annual_discount_rate=0.1, margin_rate=0.3))
+    assert sc.ok and not sc.problems
+    c = sc.customers
+    assert c["margin_share"].to_list() == pytest.approx([0.3] * c.height)  # no order carries a margin
+    assert (c["clv"] >= 0).all() and c["p_alive"].is_between(0, 1).all()
+    assert c["total_value"].to_list() == pytest.approx((c["historical_clv"] + c["clv"]).to_list())
+    # the page's CLV is metrics.clv.clv with the customer's margin share and the monthly rate
+    direct = M.clv(sc.bgnbd, sc.gg, c["frequency"], c["recency"], c["T"], c["monetary_value"], horizon_months=12,
+                   margin=0.3, monthly_discount_rate=V.monthly_rate(0.1))
+    assert c["clv"].to_numpy() == pytest.approx(np.asarray(direct))
+    boot = V.bootstrap(sc, V.Settings(horizon_months=12, annual_discount_rate=0.1, margin_rate=0.3), draws=60)
+    total = boot.filter(pl.col("group") == "all").row(0, named=True)
+    assert total["total"] == pytest.approx(float(c["clv"].sum()))
+    assert total["low"] < total["total"] < total["high"]
+    assert (total["high"] - total["low"]) / total["total"] < 0.5
+    groups = boot.filter(pl.col("group") == "cohort")
+    assert groups["customers"].sum() == c.height
+    assert groups["total"].sum() == pytest.approx(total["total"])
+
+
+def test_too_little_data_is_explained_not_modelled():
+    orders = pl.DataFrame({"order_id": ["a", "b"], "customer_id": ["X", "Y"],
+                           "ordered_at": [datetime(2024, 1, 1), datetime(2024, 2, 1)], "revenue": [1.0, 2.0],
+                           "status": ["completed"] * 2})
+    s = Store(":memory:")
+    s.load_frames({"orders": orders}, kind="test")
+    sc = V.score(s, ALL, as_of=date(2024, 3, 1))
+    assert not sc.ok and sc.problems and "at least 100" in sc.problems[0]
+    v = V.validate(s, ALL, calibration_end=date(2024, 1, 15), holdout_end=date(2024, 3, 1))
+    assert v.problems and v.grade is None
+    assert V.validate(s, ALL, calibration_end=date(2024, 3, 1), holdout_end=date(2024, 3, 1)).error
+    s.close()
+
+
+def test_model_matrices_read_p_alive_over_frequency_and_recency(simulated):
+    s, end = simulated
+    sc = V.score(s, ALL, as_of=end)
+    m = V.model_matrices(sc.bgnbd, sc.customers)
+    assert m["p_alive"].shape == (len(m["frequency"]), len(m["recency"]))
+    assert np.all(m["p_alive"][0] == 1.0)  # no repeat purchase: alive in BG/NBD
+    row = m["p_alive"][-1]
+    assert np.all(np.diff(row) >= -1e-12)  # a later last purchase: more likely alive
+    assert m["p_alive"][-1][0] < 0.05 < 0.5 < m["p_alive"][-1][-1]
