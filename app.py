@@ -36,6 +36,7 @@ pages = [
     st.Page("pages/overview_page.py", title=t("nav.overview", ctx.lang), icon=":material/dashboard:", url_path="overview", default=True),
     st.Page("pages/retention_page.py", title=t("nav.retention", ctx.lang), icon=":material/autorenew:", url_path="retention"),
     st.Page("pages/clv_page.py", title=t("nav.clv", ctx.lang), icon=":material/savings:", url_path="clv"),
+    st.Page("pages/churn_page.py", title=t("nav.churn", ctx.lang), icon=":material/trending_down:", url_path="churn"),
     st.Page("pages/data_page.py", title=t("nav.data", ctx.lang), icon=":material/database:", url_path="data"),
 ]
 st.navigation(pages).run()

@@ -14,7 +14,8 @@ from metrics import kpis
 from metrics.filters import Filters, ViewState, comparison_period
 from tests.conftest import tiny_frames
 
-PAGES = ["pages/overview_page.py", "pages/retention_page.py", "pages/clv_page.py", "pages/data_page.py"]
+PAGES = ["pages/overview_page.py", "pages/retention_page.py", "pages/clv_page.py", "pages/churn_page.py",
+         "pages/data_page.py"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,7 +79,7 @@ def test_every_page_renders_on_empty_database(empty_db, monkeypatch, page):
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
-    if page.endswith(("overview_page.py", "retention_page.py", "clv_page.py")):
+    if page.endswith(("overview_page.py", "retention_page.py", "clv_page.py", "churn_page.py")):
         assert "No data yet" in texts(at)
         assert len(at.metric) == 0
     else:
@@ -428,3 +429,60 @@ def test_clv_page_explains_when_there_is_too_little_data(tiny_db, monkeypatch):
     assert not at.exception, at.exception
     assert any("not enough data" in w.value for w in at.warning)
     assert not at.metric
+
+
+# -- the Churn-risk page ----------------------------------------------------------------
+def churn_app(db: Path, monkeypatch, **params) -> AppTest:
+    at = app(db, monkeypatch, lang="en", **params)
+    at.run()
+    at.switch_page("pages/churn_page.py").run()
+    return at
+
+
+def test_churn_page_headline_matches_the_risk_list(demo_db, monkeypatch):
+    from metrics import churn
+    from metrics import clv_view as CV
+    from metrics.filters import ViewState
+
+    s = Store(demo_db)
+    first, last = kpis.data_bounds(s)
+    f = ViewState().filters(as_of=last, first=first)
+    sc = CV.score(s, f, as_of=last)
+    lst = churn.risk_list(s, f, as_of=last, bgnbd=sc.bgnbd, gg=sc.gg, monthly_discount_rate=CV.monthly_rate(0.10))
+    s.close()
+    head = churn.risk_summary(lst, 0.5)
+    at = churn_app(demo_db, monkeypatch)
+    assert not at.exception, at.exception
+    assert f"{head['at_risk']:,} customers" in texts(at)
+    assert by_label(at.metric, "Customers at risk").value == f"{head['at_risk']:,}"
+    assert "Targeting the riskiest 10%" in texts(at)
+    assert len(at.get("download_button")) == 2
+
+
+def test_churn_controls_filter_the_list_and_land_in_the_url(demo_db, monkeypatch):
+    at = churn_app(demo_db, monkeypatch)
+    before = int(by_label(at.metric, "Customers at risk").value.replace(",", ""))
+    by_label(at.slider, "Risk threshold").set_value(80).run()
+    by_label(at.slider, "Target the riskiest").set_value(20).run()
+    by_label(at.multiselect, "RFM segment").set_value(["at_risk", "cant_lose"]).run()
+    assert not at.exception, at.exception
+    after = int(by_label(at.metric, "Customers at risk").value.replace(",", ""))
+    assert after < before
+    qp = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert qp["k_thr"] == "80" and qp["k_top"] == "20" and qp["k_seg"] == "at_risk|cant_lose"
+    assert "Targeting the riskiest 20%" in texts(at)
+    # contacts stay masked unless asked for, and the choice is not kept in the URL
+    at.toggle(key="k_contacts").set_value(True).run()
+    assert not at.exception, at.exception
+    assert "with email and phone" in texts(at) and "k_contacts" not in at.query_params
+    again = churn_app(demo_db, monkeypatch, k_thr="80", k_seg="at_risk|nonsense", k_top="999")
+    assert not again.exception, again.exception
+    assert by_label(again.slider, "Risk threshold").value == 80
+    assert by_label(again.multiselect, "RFM segment").value == ["at_risk"]
+    assert by_label(again.slider, "Target the riskiest").value == 50
+
+
+def test_churn_page_explains_when_there_is_too_little_data(tiny_db, monkeypatch):
+    at = churn_app(tiny_db, monkeypatch, period="all")
+    assert not at.exception, at.exception
+    assert any("not enough data" in w.value for w in at.warning)

@@ -216,6 +216,18 @@ def test_clv_page_in_the_browser(server, browser):
     page.close()
 
 
+def test_churn_page_in_the_browser(server, browser):
+    """The Churn-risk page ranks the customers at risk and offers the campaign export."""
+    page, seconds = open_page(browser, server + "/churn?lang=en", ready="text=Who to win back", height=4200)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    assert page.locator(".js-plotly-plot").count() >= 3
+    assert page.get_by_text("are at risk; they have brought", exact=False).count() == 1
+    assert page.get_by_text("Targeting the riskiest 10%", exact=False).count() == 1
+    assert page.get_by_text("Download XLSX").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "churn_en.png"))
+    page.close()
+
+
 def test_data_page_in_the_browser(server, browser):
     page, _ = open_page(browser, server + "/data?lang=en", ready="text=Rebuild demo data")
     assert page.get_by_text("What is loaded").count() == 1

@@ -12,6 +12,7 @@ import streamlit as st
 from data.config import db_path
 from data.store import Store
 from metrics import kpis
+from metrics import churn
 from metrics import clv_view as CV
 from metrics import retention as R
 from metrics.filters import (
@@ -22,7 +23,7 @@ from pages.ui.i18n import LANGUAGES, label, t
 
 CONTEXT_KEY = "_cm_context"
 # URL parameters a page keeps for its own controls (the sidebar leaves them alone).
-PAGE_PREFIXES = ("r_", "c_")
+PAGE_PREFIXES = ("r_", "c_", "k_")
 
 
 @st.cache_resource(show_spinner=False)
@@ -99,6 +100,32 @@ def clv_validation(path: str, version: str, filters: Filters, calibration_end: d
 @st.cache_data(show_spinner=False, max_entries=16)
 def clv_cac(path: str, version: str, filters: Filters) -> pl.DataFrame:
     return CV.acquisition_costs(store(), filters)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def churn_list(path: str, version: str, filters: Filters, as_of: date, settings: CV.Settings,
+               unmasked: bool = False) -> pl.DataFrame | None:
+    """The churn-risk list on the CLV page's fitted models (None when they cannot be
+    fitted: the page shows why from :func:`clv_scored`)."""
+    scored = clv_scored(path, version, filters, as_of, settings)
+    if not scored.ok:
+        return None
+    return churn.risk_list(store(), filters, as_of=as_of, bgnbd=scored.bgnbd, gg=scored.gg,
+                           margin_rate=settings.margin_rate, horizon_months=settings.horizon_months,
+                           monthly_discount_rate=CV.monthly_rate(settings.annual_discount_rate),
+                           unit=settings.unit, unmasked=unmasked)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def churn_precision(path: str, version: str, filters: Filters, calibration_end: date, holdout_end: date,
+                    shares: tuple[float, ...], settings: CV.Settings) -> pl.DataFrame | str:
+    """Holdout precision of targeting the riskiest customers, or why it cannot be
+    computed."""
+    try:
+        return churn.targeting_precision(store(), filters, calibration_end=calibration_end, holdout_end=holdout_end,
+                                         shares=shares, unit=settings.unit, margin_rate=settings.margin_rate)
+    except CV.M.ModelError as e:
+        return str(e)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
