@@ -20,8 +20,9 @@ day with a completed order, as in :mod:`metrics.clv`; ``orders`` counts orders.
   **gap_ratio** = days_since_last / usual_gap_days (null without a usual gap):
   above 1 the customer is later than usual.
 - **predicted_clv**: :func:`metrics.clv.clv` over ``horizon_months`` (discounted
-  expected gross margin: Gamma-Gamma spend of revenue x ``margin_rate``, as in
-  :func:`metrics.clv.score_customers`).
+  expected gross margin: Gamma-Gamma spend of revenue x the customer's own margin
+  share of revenue, :func:`metrics.clv_view.margin_share`, as on the CLV page;
+  ``margin_rate`` where orders carry no margin).
 - **clv_if_alive**: the same CLV for the customer known to be alive at ``as_of``. In
   BG/NBD, given alive at T, ``lambda ~ Gamma(r + x, alpha + T)`` and
   ``p ~ Beta(a, b + x)``, so the expected purchases in the next t are FHL eq. 9 with
@@ -76,6 +77,7 @@ from metrics import rfm
 from metrics.clv import (
     BGNBD, MONTH_DAYS, UNITS, GammaGamma, ModelError, clv, customer_summary, fit_bgnbd, holdout_summary,
 )
+from metrics.clv_view import margin_share
 from metrics.filters import Filters, instant
 from metrics.kpis import DEFAULT_MARGIN_RATE
 from metrics.retention import mask_email, mask_name, mask_phone
@@ -223,7 +225,8 @@ def risk_list(
     1 - p_alive, risk_band (:func:`risk_band`); expected_90d (expected purchases in
     the next 90 days); days_to_next = (alpha + T) / (r + x) in days and
     expected_next_order = ``as_of`` + that (see the module docstring); predicted_clv
-    (:func:`metrics.clv.clv`), clv_if_alive (:func:`clv_if_alive`) and value_at_risk =
+    (:func:`metrics.clv.clv` with the customer's margin share), clv_if_alive
+    (:func:`clv_if_alive`) and value_at_risk =
     churn_risk x clv_if_alive. ``bgnbd`` and ``gg`` must be fitted in ``unit``.
     """
     per_unit = _unit_days(unit)
@@ -234,12 +237,15 @@ def risk_list(
     tx = summary["recency"].to_numpy().astype(float)
     T_ = summary["T"].to_numpy().astype(float)
     mv = summary["monetary_value"].to_numpy().astype(float)
+    # The customer's own margin share of revenue, as on the CLV page (margin_rate
+    # where an order carries no margin or the customer has no revenue).
+    share = margin_share(summary, margin_rate).to_numpy()
     alive = np.atleast_1d(np.asarray(bgnbd.p_alive(x, tx, T_), dtype=float))
     nxt = np.atleast_1d(np.asarray(bgnbd.expected_purchases(NEXT_DAYS / per_unit, x, tx, T_), dtype=float))
     value = np.atleast_1d(np.asarray(
-        clv(bgnbd, gg, x, tx, T_, mv, horizon_months=horizon_months, unit=unit, margin=margin_rate,
+        clv(bgnbd, gg, x, tx, T_, mv, horizon_months=horizon_months, unit=unit, margin=share,
             monthly_discount_rate=monthly_discount_rate), dtype=float))
-    if_alive = clv_if_alive(bgnbd, gg, x, T_, mv, horizon_months=horizon_months, unit=unit, margin=margin_rate,
+    if_alive = clv_if_alive(bgnbd, gg, x, T_, mv, horizon_months=horizon_months, unit=unit, margin=share,
                             monthly_discount_rate=monthly_discount_rate)
     days_to_next = (bgnbd.alpha + T_) / (bgnbd.r + x) * per_unit
     model = summary.select(

@@ -116,7 +116,7 @@ st.plotly_chart(cc.by_group(boot, group, lang, money), width="stretch")
 reading = cc.reading_group(boot, group, lang, money)
 if reading:
     st.markdown(reading)
-st.caption(ctx.t("clv.interval_note"))
+st.caption(ctx.t("clv.interval_note") + " " + ctx.t("clv.terms_short"))
 ratios = CV.clv_to_cac(customers, frame.clv_cac(path, version, f))
 st.markdown(f"**{ctx.t('clv.cac')}**")
 if ratios.height:
@@ -146,7 +146,7 @@ else:
     reading = cc.reading_tracking(check, lang)
     if reading:
         st.markdown(reading)
-    st.caption(ctx.t("clv.grade_rule"))
+    st.caption(ctx.t("clv.grade_rule") + " " + ctx.t("clv.terms_short"))
 
 # -- how the model reads customers -----------------------------------------------------
 st.subheader(ctx.t("clv.model_reads"))
@@ -155,6 +155,7 @@ a1, a2 = st.columns(2)
 a1.plotly_chart(cc.matrix(mats, "p_alive", lang, settings.unit), width="stretch")
 a2.plotly_chart(cc.matrix(mats, "expected", lang, settings.unit), width="stretch")
 st.markdown(cc.reading_matrix(mats, lang, settings.unit))
+st.caption(ctx.t("clv.terms_short"))
 st.plotly_chart(cc.exposure(customers, as_of, lang), width="stretch")
 st.caption(ctx.t("clv.exposure_note"))
 bg, gg = scored.bgnbd, scored.gg

@@ -101,24 +101,27 @@ def test_acquisition_costs_and_clv_to_cac_by_hand():
 def simulated_store(n: int = 4000, seed: int = 5) -> tuple[Store, date]:
     """Customers whose purchases follow BG/NBD exactly (r 0.6, alpha 40 days, a 0.8,
     b 4), acquired uniformly over two years before 1 Jan 2026, spend Gamma-Gamma
-    (p 4, q 5, gamma 400,000), observed until 31 Dec 2026."""
+    (p 4, q 5, gamma 400,000) with a gross margin of a fixed share of revenue per
+    customer (uniform on 0.1-0.5), observed until 31 Dec 2026."""
     rng = np.random.default_rng(seed)
     start, end = date(2024, 1, 1), date(2026, 12, 31)
     birth = rng.integers(0, 730, n)
     lam, drop = rng.gamma(0.6, 1 / 40, n), rng.beta(0.8, 4, n)
     nu = rng.gamma(5, 1 / 400_000, n)
-    cid, when, revenue = [], [], []
+    share = np.round(rng.uniform(0.1, 0.5, n), 3)  # each customer's margin share of revenue
+    cid, when, revenue, margin = [], [], [], []
     for i in range(n):
         t, horizon = float(birth[i]), (end - start).days
         while t <= horizon:
             cid.append(f"S{i:05d}")
             when.append(datetime.combine(start, datetime.min.time()) + timedelta(days=int(t), hours=10))
             revenue.append(float(rng.gamma(4, 1 / nu[i])))
+            margin.append(revenue[-1] * share[i])
             if len(cid) > 1 and cid[-2] == cid[-1] and rng.random() < drop[i]:
                 break
             t += rng.exponential(1 / lam[i]) + 1.0  # at most one purchase a day
     orders = pl.DataFrame({"order_id": [f"o{k}" for k in range(len(cid))], "customer_id": cid, "ordered_at": when,
-                           "revenue": revenue, "status": ["completed"] * len(cid)})
+                           "revenue": revenue, "gross_margin": margin, "status": ["completed"] * len(cid)})
     s = Store(":memory:")
     s.load_frames({"orders": orders}, kind="test")
     return s, end
@@ -150,12 +153,16 @@ def test_scoring_and_the_bootstrap_interval(simulated):
     sc = V.score(s, ALL, as_of=end, settings=V.Settings(horizon_months=12, annual_discount_rate=0.1, margin_rate=0.3))
     assert sc.ok and not sc.problems
     c = sc.customers
-    assert c["margin_share"].to_list() == pytest.approx([0.3] * c.height)  # no order carries a margin
+    # each customer's margin share is the share their orders carry
+    by_hand = s.query("SELECT c.customer_key, sum(o.gross_margin) / sum(o.revenue) AS share FROM orders o "
+                      "JOIN customers c USING (customer_key) GROUP BY 1")
+    got = c.select("customer_key", "margin_share").join(by_hand, on="customer_key")
+    assert got.height == c.height and got["margin_share"].to_list() == pytest.approx(got["share"].to_list())
     assert (c["clv"] >= 0).all() and c["p_alive"].is_between(0, 1).all()
     assert c["total_value"].to_list() == pytest.approx((c["historical_clv"] + c["clv"]).to_list())
     # the page's CLV is metrics.clv.clv with the customer's margin share and the monthly rate
     direct = M.clv(sc.bgnbd, sc.gg, c["frequency"], c["recency"], c["T"], c["monetary_value"], horizon_months=12,
-                   margin=0.3, monthly_discount_rate=V.monthly_rate(0.1))
+                   margin=c["margin_share"].to_numpy(), monthly_discount_rate=V.monthly_rate(0.1))
     assert c["clv"].to_numpy() == pytest.approx(np.asarray(direct))
     boot = V.bootstrap(sc, V.Settings(horizon_months=12, annual_discount_rate=0.1, margin_rate=0.3), draws=60)
     total = boot.filter(pl.col("group") == "all").row(0, named=True)
@@ -190,3 +197,17 @@ def test_model_matrices_read_p_alive_over_frequency_and_recency(simulated):
     row = m["p_alive"][-1]
     assert np.all(np.diff(row) >= -1e-12)  # a later last purchase: more likely alive
     assert m["p_alive"][-1][0] < 0.05 < 0.5 < m["p_alive"][-1][-1]
+
+
+def test_the_churn_list_values_customers_as_the_clv_page_does(simulated):
+    from metrics import churn
+
+    s, end = simulated
+    settings = V.Settings(horizon_months=12, annual_discount_rate=0.1, margin_rate=0.3)
+    sc = V.score(s, ALL, as_of=end, settings=settings)
+    lst = churn.risk_list(s, ALL, as_of=end, bgnbd=sc.bgnbd, gg=sc.gg, margin_rate=0.3, horizon_months=12,
+                          monthly_discount_rate=V.monthly_rate(0.1))
+    both = sc.customers.select("customer_key", "clv", "p_alive").join(lst, on="customer_key")
+    assert both.height == sc.customers.height
+    assert both["predicted_clv"].to_list() == pytest.approx(both["clv"].to_list())
+    assert both["p_alive_right"].to_list() == pytest.approx(both["p_alive"].to_list())
