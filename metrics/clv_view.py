@@ -102,20 +102,35 @@ def attributes(store: Store) -> pl.DataFrame:
     )
 
 
-def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Settings()) -> Scored:
-    """Fit BG/NBD and Gamma-Gamma on every customer's history up to ``as_of`` and
-    score each customer (see :class:`Scored` and the module docstring)."""
-    summary = M.customer_summary(store, f, calibration_end=as_of, unit=settings.unit,
-                                 margin_rate=settings.margin_rate)
+def fit(store: Store, f: Filters, *, as_of: date, unit: str = "days") -> Scored:
+    """Fit BG/NBD and Gamma-Gamma on every customer's history up to ``as_of``: a
+    :class:`Scored` with the models and no customers (or with ``problems`` /
+    ``error``). The fit depends on the data, the filters, the date and the unit only
+    (not on the horizon, discount or margin), so a page refits only when those change."""
+    summary = M.customer_summary(store, f, calibration_end=as_of, unit=unit)
     problems = M.sufficiency(summary)
     if problems:
         return Scored(problems=problems)
-    x, tx, T = summary["frequency"], summary["recency"], summary["T"]
+    x = summary["frequency"]
     try:
-        bg = M.fit_bgnbd(x, tx, T)
+        bg = M.fit_bgnbd(x, summary["recency"], summary["T"])
         gg = M.fit_gamma_gamma(x, summary["monetary_value"])
     except M.ModelError as e:
         return Scored(error=str(e))
+    return Scored(None, bg, gg, M.frequency_monetary_correlation(x, summary["monetary_value"]))
+
+
+def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Settings(),
+          fitted: Scored | None = None) -> Scored:
+    """Score each customer with the models of :func:`fit` (fitted here unless
+    ``fitted`` is given; see :class:`Scored` and the module docstring)."""
+    fitted = fitted if fitted is not None else fit(store, f, as_of=as_of, unit=settings.unit)
+    if fitted.problems or fitted.error:
+        return fitted
+    bg, gg = fitted.bgnbd, fitted.gg
+    summary = M.customer_summary(store, f, calibration_end=as_of, unit=settings.unit,
+                                 margin_rate=settings.margin_rate)
+    x, tx, T = summary["frequency"], summary["recency"], summary["T"]
     share = margin_share(summary, settings.margin_rate)
     per_day = M.UNITS[settings.unit]
     alive = np.asarray(bg.p_alive(x, tx, T), dtype=float)
@@ -132,7 +147,7 @@ def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Setting
                    pl.col("first_purchase").dt.truncate("1mo").alias("cohort"))
     out = out.join(attributes(store), on="customer_key", how="left").with_columns(
         pl.col("acquisition_channel", "region").fill_null("unknown"), pl.col("tier").fill_null("none"))
-    return Scored(out, bg, gg, M.frequency_monetary_correlation(x, summary["monetary_value"]))
+    return Scored(out, bg, gg, fitted.correlation)
 
 
 def margin_share(summary: pl.DataFrame, margin_rate: float) -> pl.Series:

@@ -211,3 +211,18 @@ def test_the_churn_list_values_customers_as_the_clv_page_does(simulated):
     assert both.height == sc.customers.height
     assert both["predicted_clv"].to_list() == pytest.approx(both["clv"].to_list())
     assert both["p_alive_right"].to_list() == pytest.approx(both["p_alive"].to_list())
+
+
+def test_scoring_with_given_models_does_not_refit(simulated, monkeypatch):
+    s, end = simulated
+    fitted = V.fit(s, ALL, as_of=end)
+    assert fitted.ok is False and fitted.bgnbd is not None  # models, no customers yet
+
+    def refit(*a, **k):
+        raise AssertionError("refitted")
+
+    monkeypatch.setattr(M, "fit_bgnbd", refit)
+    a = V.score(s, ALL, as_of=end, settings=V.Settings(horizon_months=6), fitted=fitted)
+    b = V.score(s, ALL, as_of=end, settings=V.Settings(horizon_months=24), fitted=fitted)
+    assert a.ok and b.ok and a.bgnbd == b.bgnbd == fitted.bgnbd
+    assert float(b.customers["clv"].sum()) > float(a.customers["clv"].sum())

@@ -81,8 +81,15 @@ def cell_customers(path: str, version: str, filters: Filters, spec: R.CohortSpec
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
+def clv_fit(path: str, version: str, filters: Filters, as_of: date, unit: str) -> CV.Scored:
+    """The models, refitted only when the data, filters, date or unit change."""
+    return CV.fit(store(), filters, as_of=as_of, unit=unit)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
 def clv_scored(path: str, version: str, filters: Filters, as_of: date, settings: CV.Settings) -> CV.Scored:
-    return CV.score(store(), filters, as_of=as_of, settings=settings)
+    return CV.score(store(), filters, as_of=as_of, settings=settings,
+                    fitted=clv_fit(path, version, filters, as_of, settings.unit))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
