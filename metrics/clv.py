@@ -60,14 +60,19 @@ Definitions (shared/DESIGN.md, "Predictive CLV" and "Churn risk"):
   lists what is missing for a page to show.
 
 SQL (DuckDB) computes the summaries from the completed orders; scipy fits the models
-on them. Identical rows are collapsed and fitted once with weights. Times are
+on them. Identical rows are collapsed and fitted once with weights, and each fit's
+log-likelihood is summed with what depends on one column alone computed once per
+distinct value (see :class:`_BGNBDSums`, :class:`_GGSums`). Times are
 rescaled (by the mean ``T``) and money (by the mean spend) during the fit only; the
 parameters, log-likelihoods and covariances are reported in the original units.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -275,13 +280,68 @@ def _weights(weights: Any, n: int) -> np.ndarray:
     return w
 
 
-def _collapse(columns: list[np.ndarray], w: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Unique rows of the stacked columns and their summed weights."""
-    stacked = np.column_stack(columns)
-    uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    counts = np.bincount(inverse.ravel(), weights=w, minlength=uniq.shape[0])
-    keep = counts > 0
-    return [uniq[keep, j] for j in range(uniq.shape[1])], counts[keep]
+def _factorize(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of a 1-D array and each element's index into them.
+
+    Whole numbers in a modest range (frequencies, and times in days) are counted with
+    ``np.bincount`` in linear time; anything else goes through ``np.unique``."""
+    if col.size:
+        lo, hi = float(col.min()), float(col.max())
+        if lo >= 0 and hi <= 4 * col.size + (1 << 20) and np.array_equal(col, np.floor(col)):
+            ints = col.astype(np.int64)
+            present = np.bincount(ints, minlength=int(hi) + 1) > 0
+            remap = np.cumsum(present) - 1
+            return np.flatnonzero(present).astype(col.dtype), remap[ints]
+    uniq, inverse = np.unique(col, return_inverse=True)
+    return uniq, inverse.ravel()
+
+
+def _collapse(columns: list[np.ndarray], w: np.ndarray) -> tuple[
+        list[np.ndarray], np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Unique rows of the stacked columns (in lexicographic order) and their summed
+    weights, rows of zero total weight dropped; with, per column, its sorted distinct
+    values and each returned row's index into them.
+
+    Each column is factorised on its own and the codes combined into one integer key:
+    counted by ``np.bincount`` when its range is small, else sorted (one argsort of
+    integers). Should the key not fit in 62 bits, the rows are returned as they are,
+    only those of zero weight dropped: the weighted sums over the rows are the same."""
+    n = w.size
+    facts = [_factorize(c) for c in columns]
+    sizes = [u.size for u, _ in facts]
+    bound = 1
+    for k in sizes:
+        bound *= k
+    if bound >= 1 << 62:
+        keep = w > 0
+        if keep.all():
+            return list(columns), w, facts
+        return [c[keep] for c in columns], w[keep], [(u, codes[keep]) for u, codes in facts]
+    key = np.zeros(n, dtype=np.int64)
+    for (_, codes), k in zip(facts, sizes):
+        key = key * k + codes
+    if bound <= max(4 * n, 1 << 20):
+        counts = np.bincount(key, weights=w, minlength=bound)
+        ukey = np.flatnonzero(counts > 0)  # weights are not negative
+        weights = counts[ukey]
+    else:
+        order = np.argsort(key)
+        sk = key[order]
+        first = np.empty(n, dtype=bool)
+        first[:1] = True
+        np.not_equal(sk[1:], sk[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        ukey = sk[starts]
+        weights = np.add.reduceat(w[order], starts) if n else w[:0]
+        pos = weights > 0
+        ukey, weights = ukey[pos], weights[pos]
+    out, out_facts = [], []
+    for (u, _), k in zip(reversed(facts), reversed(sizes)):
+        codes = ukey % k
+        out.append(u[codes])
+        out_facts.append((u, codes))
+        ukey = ukey // k
+    return out[::-1], weights, out_facts[::-1]
 
 
 def _minimise(fun, x0s: list[np.ndarray], dim: int) -> tuple[np.ndarray, bool]:
@@ -292,6 +352,19 @@ def _minimise(fun, x0s: list[np.ndarray], dim: int) -> tuple[np.ndarray, bool]:
     bounds = [(-LOG_BOUND, LOG_BOUND)] * dim
     opts = {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10}
     best_x, best_f = np.full(dim, np.nan), np.inf
+    raw, memo = fun, {}
+
+    def fun(phi: np.ndarray) -> tuple[float, np.ndarray]:
+        # The polishing run starts, and the convergence check looks, where the previous
+        # run ended: that point's value is reused rather than computed again.
+        key = np.asarray(phi, dtype=float).tobytes()
+        if key not in memo:
+            if len(memo) > 8:
+                memo.clear()
+            memo[key] = raw(phi)
+        val, grad = memo[key]
+        return val, np.array(grad, dtype=float)
+
     for x0 in x0s:
         res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
         res = optimize.minimize(fun, res.x, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
@@ -351,6 +424,194 @@ def _bgnbd_terms(r: float, alpha: float, a: float, b: float, x: np.ndarray, tx: 
     g_a = w2 * (d_ab - d_abx) + w3 * (dg(a + 1) - dg(a) + d_ab - d_abx)
     g_b = w2 * (dg(b + x) - dg(b) + d_ab - d_abx) + w3 * (dg(b + xm - 1) - dg(b) + d_ab - d_abx)
     return ll, np.stack([g_r, g_alpha, g_a, g_b])
+
+
+_CHUNK = 1 << 15  # rows per block of the fits' per-row work (its temporaries stay in cache)
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _dot(u: np.ndarray, v: np.ndarray) -> float:
+    """``u @ v`` without BLAS (whose threads cost more than they save on these sizes,
+    above all on a busy machine), summed pairwise."""
+    return float(np.multiply(u, v).sum())
+
+
+def _map_chunks(fn, chunks: list[slice]) -> list:
+    """``fn`` over the row blocks, on up to :data:`_THREADS` threads (NumPy releases
+    the GIL in its loops); results in block order, so sums are deterministic."""
+    if len(chunks) < 2 or _THREADS < 2:
+        return [fn(c) for c in chunks]
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="clv-fit")
+    return list(_POOL.map(fn, chunks))
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+class _BGNBDSums:
+    """The weighted totals of :func:`_bgnbd_terms` (log-likelihood and gradient), for
+    the fit: the same sums, arranged so that an evaluation does little per row.
+
+    With ``d = l3 - l2`` (the two terms inside the log), ``ln(e^l2 + e^l3) = l2 +
+    softplus(d)`` and the weights ``w3 = expit(d)``, ``w2 = 1 - w3``. What depends on
+    the frequency alone (gammaln, betaln, digamma of ``x``) is computed once per
+    distinct frequency; ``l2`` is summed per distinct ``T`` (its log once per distinct
+    ``T`` and ``t_x``); customers without a repeat purchase (``x = 0``: ``r ln alpha -
+    r ln(alpha + T)``) count once per distinct ``T``. Per row remain ``d``, its
+    softplus and ``w3``."""
+
+    def __init__(self, x: np.ndarray, w: np.ndarray, facts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """``x`` and ``w`` per row; ``facts``: for x, t_x and T, the sorted distinct
+        values and each row's index into them (as :func:`_collapse` returns them)."""
+        (xu, xc), (self.txu, txc), (self.Tu, Tc) = facts
+        zero = x == 0
+        self.w0 = np.bincount(Tc[zero], weights=w[zero], minlength=self.Tu.size)  # x = 0, per T
+        self.W0 = float(self.w0.sum())
+        pos = ~zero
+        self.w = w[pos]
+        self.W1 = float(self.w.sum())
+        self.x = x[pos]
+        self.xi = xc[pos]
+        if xu.size and xu[0] == 0:  # the frequencies of the repeat customers only
+            xu, self.xi = xu[1:], self.xi - 1
+        self.xu = xu
+        self.Wx = np.bincount(self.xi, weights=self.w, minlength=self.xu.size)
+        self.Ti, self.txi = Tc[pos], txc[pos]
+        self.WT = np.bincount(self.Ti, weights=self.w, minlength=self.Tu.size)  # sum of w per T
+        self.WxT = np.bincount(self.Ti, weights=self.w * self.x, minlength=self.Tu.size)  # of w x
+        self.unweighted = bool(np.all(self.w == 1.0))
+        self.chunks = [slice(i, i + _CHUNK) for i in range(0, self.x.size, _CHUNK)]
+
+    def rescaled(self, scale: float) -> _BGNBDSums:
+        """The same rows with times divided by ``scale``."""
+        out = copy.copy(self)
+        out.Tu, out.txu = self.Tu / scale, self.txu / scale
+        return out
+
+    def _rows(self, rows: slice, c: np.ndarray, lt_u: np.ndarray, ltx_u: np.ndarray, inv_t_u: np.ndarray,
+              inv_tx_u: np.ndarray, r: float) -> tuple[float, float, float, float, np.ndarray]:
+        """Per-row sums over ``rows``: of w softplus(d), of w w3 (ln(alpha + T) -
+        ln(alpha + t_x)), of w w3 (r + x) (1 / (alpha + T) - 1 / (alpha + t_x)), of w w3,
+        and of w w3 per distinct frequency.
+
+        ``d = c + (r + x) (ln(alpha + T) - ln(alpha + t_x))`` is at least ``c = ln(a /
+        (b + x - 1))`` (T >= t_x), so ``exp(-d)`` stays finite for any parameters the
+        fit tries (log-parameters within +-30); ``softplus(d) = d + ln(1 + exp(-d))``
+        and ``w3 = 1 / (1 + exp(-d))``. A block where it would not is redone with the
+        overflow-free forms."""
+        Ti, txi, xi = self.Ti[rows], self.txi[rows], self.xi[rows]
+        dl = lt_u.take(Ti)
+        dl -= ltx_u.take(txi)
+        rx = self.x[rows] + r
+        d = rx * dl
+        d += c.take(xi)
+        with np.errstate(over="ignore"):
+            e = np.negative(d)
+            np.exp(e, out=e)
+        e += 1.0
+        w3 = np.reciprocal(e)  # expit(d)
+        np.log(e, out=e)
+        e += d  # softplus(d)
+        w = None if self.unweighted else self.w[rows]
+        s_sp = float(e.sum() if w is None else e @ w)
+        if not math.isfinite(s_sp):  # exp(-d) overflowed
+            e = np.logaddexp(0.0, d)
+            w3 = special.expit(d)
+            s_sp = float(e.sum() if w is None else e @ w)
+        if w is not None:
+            w3 *= w
+        s_w3 = float(w3.sum())
+        s3 = np.bincount(xi, weights=w3, minlength=self.xu.size)
+        dl *= w3
+        s_dl = float(dl.sum())
+        di = inv_t_u.take(Ti)
+        di -= inv_tx_u.take(txi)
+        di *= w3
+        di *= rx
+        return s_sp, s_dl, float(di.sum()), s_w3, s3
+
+    def rescaled(self, scale: float) -> _BGNBDSums:
+        """The same rows with times divided by ``scale``."""
+        out = copy.copy(self)
+        out.Tu, out.txu = self.Tu / scale, self.txu / scale
+        return out
+
+    def _rows(self, rows: slice, c: np.ndarray, lt_u: np.ndarray, ltx_u: np.ndarray, inv_t_u: np.ndarray,
+              inv_tx_u: np.ndarray, r: float) -> tuple[float, float, float, float, np.ndarray]:
+        """Per-row sums over ``rows``: of w softplus(d), of w w3 (ln(alpha + T) -
+        ln(alpha + t_x)), of w w3 (r + x) (1 / (alpha + T) - 1 / (alpha + t_x)), of w w3,
+        and of w w3 per distinct frequency."""
+        Ti, txi, xi = self.Ti[rows], self.txi[rows], self.xi[rows]
+        dl = lt_u.take(Ti)
+        dl -= ltx_u.take(txi)
+        rx = self.x[rows] + r
+        d = rx * dl
+        d += c.take(xi)
+        e = np.abs(d)
+        np.negative(e, out=e)
+        np.exp(e, out=e)  # exp(-|d|), in (0, 1]
+        w3 = np.where(d >= 0, 1.0, e)
+        e += 1.0
+        w3 /= e  # expit(d)
+        np.log(e, out=e)
+        np.maximum(d, 0.0, out=d)
+        d += e  # softplus(d)
+        if not self.unweighted:
+            w = self.w[rows]
+            d *= w
+            w3 *= w
+        s_sp = float(d.sum())
+        s_w3 = float(w3.sum())
+        s3 = np.bincount(xi, weights=w3, minlength=self.xu.size)
+        dl *= w3
+        s_dl = float(dl.sum())
+        di = inv_t_u.take(Ti)
+        di -= inv_tx_u.take(txi)
+        di *= w3
+        di *= rx
+        return s_sp, s_dl, float(di.sum()), s_w3, s3
+
+    def __call__(self, r: float, alpha: float, a: float, b: float) -> tuple[float, np.ndarray]:
+        """(sum of w x log-likelihood, sum of w x its gradient in (r, alpha, a, b))."""
+        dg, gl, bl = special.digamma, special.gammaln, special.betaln
+        log_alpha = math.log(alpha)
+        # Customers without a repeat purchase.
+        lt_u = np.log(alpha + self.Tu)
+        inv_t_u = 1.0 / (alpha + self.Tu)
+        s_lt0 = _dot(self.w0, lt_u)
+        ll = r * log_alpha * self.W0 - r * s_lt0
+        g_r = log_alpha * self.W0 - s_lt0
+        g_alpha = r / alpha * self.W0 - r * _dot(self.w0, inv_t_u)
+        if self.x.size == 0:
+            return ll, np.array([g_r, g_alpha, 0.0, 0.0])
+        # Repeat customers: what depends on the frequency alone...
+        xu, Wx = self.xu, self.Wx
+        blab = bl(a, b)
+        A = bl(a, b + xu) - blab
+        B = bl(a + 1, b + xu - 1) - blab
+        d_ab, d_abx, d_bx = dg(a + b), dg(a + b + xu), dg(b + xu)
+        ll += _dot(Wx, gl(r + xu) - gl(r) + r * log_alpha + A)
+        g_r += _dot(Wx, dg(r + xu) - dg(r) + log_alpha)
+        g_alpha += r / alpha * self.W1
+        g_a = _dot(Wx, d_ab - d_abx)
+        g_b = _dot(Wx, d_bx - dg(b) + d_ab - d_abx)
+        # ... on T alone (l2 = A - (r + x) ln(alpha + T), and w2 = 1 - w3) ...
+        ll -= r * _dot(self.WT, lt_u) + _dot(self.WxT, lt_u)
+        g_r -= _dot(self.WT, lt_u)
+        g_alpha -= r * _dot(self.WT, inv_t_u) + _dot(self.WxT, inv_t_u)
+        # ... and per row: d = l3 - l2 = (B - A) + (r + x) (ln(alpha + T) - ln(alpha + t_x)).
+        per_row = (B - A, lt_u, np.log(alpha + self.txu), inv_t_u, 1.0 / (alpha + self.txu), r)
+        parts = _map_chunks(lambda rows: self._rows(rows, *per_row), self.chunks)
+        s_sp, s_dl, s_di, s_w3 = (math.fsum(p_[i] for p_ in parts) for i in range(4))
+        s3 = np.sum([p_[4] for p_ in parts], axis=0)
+        ll += s_sp
+        g_r += s_dl
+        g_alpha += s_di
+        g_a += (dg(a + 1) - dg(a)) * s_w3
+        g_b += _dot(s3, dg(b + xu - 1) - d_bx)
+        return ll, np.array([g_r, g_alpha, g_a, g_b])
 
 
 def _hyp2f1(A: np.ndarray, B: np.ndarray, C: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -498,22 +759,22 @@ def fit_bgnbd(frequency: Any, recency: Any, T: Any, *, weights: Any = None, pena
         )
     if penalizer < 0:
         raise ModelError("the penalizer cannot be negative")
-    (x, tx, T_), w = _collapse([x, tx, T_], w)
+    (x, tx, T_), w, facts = _collapse([x, tx, T_], w)
     scale = float(np.average(T_, weights=w))
     if not scale > 0:
         raise ModelError("every customer made the first purchase on the last day; there is no history to learn from")
-    txs, Ts = tx / scale, T_ / scale
+    unscaled = _BGNBDSums(x, w, facts)
+    sums = unscaled.rescaled(scale)
 
     def total_grad(phi: np.ndarray) -> np.ndarray:
         theta = np.exp(phi)
-        _, g = _bgnbd_terms(*theta, x, txs, Ts)
-        return -(g @ w) * theta
+        return -sums(*theta)[1] * theta
 
     def objective(phi: np.ndarray) -> tuple[float, np.ndarray]:
         theta = np.exp(phi)
-        ll, g = _bgnbd_terms(*theta, x, txs, Ts)
-        val = -float(ll @ w) / n + penalizer * float(theta @ theta)
-        grad = -(g @ w) / n * theta + 2 * penalizer * theta * theta
+        ll, g = sums(*theta)
+        val = -ll / n + penalizer * float(theta @ theta)
+        grad = -g / n * theta + 2 * penalizer * theta * theta
         if not np.isfinite(val):
             return 1e100, np.zeros(4)
         return val, grad
@@ -527,7 +788,7 @@ def fit_bgnbd(frequency: Any, recency: Any, T: Any, *, weights: Any = None, pena
         )
     r, alpha_s, a, b = np.exp(phi)
     alpha = float(alpha_s * scale)
-    ll = float(_bgnbd_terms(r, alpha, a, b, x, tx, T_)[0] @ w)
+    ll = unscaled(r, alpha, a, b)[0]
     cov = _covariance(total_grad, phi, np.array([r, alpha, a, b]))
     return BGNBD(r=float(r), alpha=alpha, a=float(a), b=float(b), log_likelihood=ll,
                  n=int(round(n)), converged=converged, covariance=cov)
@@ -551,6 +812,53 @@ def _gg_terms(p: float, q: float, g: float, x: np.ndarray, m: np.ndarray):
     g_q = d - dg(q) + np.log(g) - lgm
     g_g = q / g - (px + q) / (g + x * m)
     return ll, np.stack([g_p, g_q, g_g])
+
+
+class _GGSums:
+    """The weighted totals of :func:`_gg_terms` (log-likelihood and gradient), for the
+    fit: the same sums, arranged so that an evaluation does little per row. The
+    gammaln and digamma terms depend on the frequency alone (computed once per distinct
+    frequency); the logs of ``m`` and ``x`` not on the parameters (summed once); what
+    is left depends on ``x m`` alone (``ln(gamma + x m)`` and ``1 / (gamma + x m)``),
+    computed once per distinct ``x m`` with its summed ``w`` and ``w x``."""
+
+    def __init__(self, x: np.ndarray, m: np.ndarray, w: np.ndarray) -> None:
+        self.n = float(w.sum())
+        self.xu, xi = _factorize(x)
+        self.Wx = np.bincount(xi, weights=w, minlength=self.xu.size)
+        self.w, self.wx, self.m = w, w * x, m
+        self.s_xlogx = _dot(self.wx, np.log(x))
+        self.xm, xmi = _factorize(x * m)
+        self.w_xm = np.bincount(xmi, weights=w, minlength=self.xm.size)
+        self.wx_xm = np.bincount(xmi, weights=self.wx, minlength=self.xm.size)
+        self.rescaled(1.0)
+
+    def rescaled(self, scale: float) -> _GGSums:
+        """Money divided by ``scale`` from now on."""
+        log_m = np.log(self.m / scale) if scale != 1.0 else np.log(self.m)
+        self.s_logm = _dot(self.w, log_m)
+        self.s_xlogm = _dot(self.wx, log_m)
+        self.scale = scale
+        return self
+
+    def __call__(self, p: float, q: float, g: float) -> tuple[float, np.ndarray]:
+        """(sum of w x log-likelihood, sum of w x its gradient in (p, q, gamma))."""
+        dg, gl = special.digamma, special.gammaln
+        n, xu, Wx = self.n, self.xu, self.Wx
+        px = p * xu
+        d = dg(px + q)
+        g_xm = self.xm / self.scale if self.scale != 1.0 else self.xm
+        g_xm = g_xm + g
+        lgm = np.log(g_xm)
+        inv = 1.0 / g_xm
+        s_lgm, s_xlgm = _dot(self.w_xm, lgm), _dot(self.wx_xm, lgm)
+        log_g = math.log(g)
+        ll = (_dot(Wx, gl(px + q) - gl(px)) - n * gl(q) + n * q * log_g
+              + p * self.s_xlogm - self.s_logm + p * self.s_xlogx - p * s_xlgm - q * s_lgm)
+        g_p = _dot(Wx * xu, d - dg(px)) + self.s_xlogm + self.s_xlogx - s_xlgm
+        g_q = _dot(Wx, d) - n * dg(q) + n * log_g - s_lgm
+        g_g = n * q / g - p * _dot(self.wx_xm, inv) - q * _dot(self.w_xm, inv)
+        return ll, np.array([g_p, g_q, g_g])
 
 
 def _repeaters(frequency: Any, monetary_value: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -611,7 +919,8 @@ def fit_gamma_gamma(frequency: Any, monetary_value: Any, *, weights: Any = None,
 
     Only customers with ``frequency > 0`` and a positive ``monetary_value`` (the mean
     spend of their repeat purchases) enter the fit; the others carry no information on
-    spend per purchase. Identical rows are collapsed with summed weights; money is
+    spend per purchase. The likelihood is summed per distinct frequency and per distinct
+    ``x m`` (:class:`_GGSums`), with the weights; money is
     rescaled by the mean spend during the fit. ``penalizer`` adds ``penalizer x (p^2 +
     q^2 + (gamma/s)^2)`` to the mean negative log-likelihood (s = mean spend).
 
@@ -631,21 +940,21 @@ def fit_gamma_gamma(frequency: Any, monetary_value: Any, *, weights: Any = None,
         )
     if penalizer < 0:
         raise ModelError("the penalizer cannot be negative")
-    (x, m), w = _collapse([x[keep], m[keep]], w[keep])
+    x, m, w = x[keep], m[keep], w[keep]
     scale = float(np.average(m, weights=w))
-    ms = m / scale
+    sums = _GGSums(x, m, w).rescaled(scale)
 
     def total_grad(phi: np.ndarray) -> np.ndarray:
         theta = np.exp(phi)
-        return -(_gg_terms(*theta, x, ms)[1] @ w) * theta
+        return -sums(*theta)[1] * theta
 
     def objective(phi: np.ndarray) -> tuple[float, np.ndarray]:
         theta = np.exp(phi)
-        ll, g = _gg_terms(*theta, x, ms)
-        val = -float(ll @ w) / n + penalizer * float(theta @ theta)
+        ll, g = sums(*theta)
+        val = -ll / n + penalizer * float(theta @ theta)
         if not np.isfinite(val):
             return 1e100, np.zeros(3)
-        return val, -(g @ w) / n * theta + 2 * penalizer * theta * theta
+        return val, -g / n * theta + 2 * penalizer * theta * theta
 
     starts = [np.log([1.0, 2.0, 1.0]), np.log([5.0, 4.0, 3.0]), np.log([0.5, 1.5, 0.5])]
     phi, converged = _minimise(objective, starts, 3)
@@ -661,8 +970,8 @@ def fit_gamma_gamma(frequency: Any, monetary_value: Any, *, weights: Any = None,
             "(a few customers with extreme spend dominate); check the data for outliers."
         )
     g = float(g_s * scale)
-    ll = float(_gg_terms(p, q, g, x, m)[0] @ w)
     cov = _covariance(total_grad, phi, np.array([p, q, g]))
+    ll = sums.rescaled(1.0)(p, q, g)[0]
     return GammaGamma(p=float(p), q=float(q), gamma=g, log_likelihood=ll, n=int(round(n)),
                       converged=converged, covariance=cov)
 

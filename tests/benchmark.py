@@ -4,6 +4,7 @@
     python3 tasks.py bench                         # 100,000 and 1,000,000 customers
     python3 tasks.py bench --customers 20000       # one size
     python3 tasks.py bench --paint                 # also the app's first paint (browser)
+    python3 tests/benchmark.py --customers 1000000 --workdir /tmp/cmbench --reuse --clv   # CLV (issue 5)
 
 Each measurement runs in a fresh child process, so "cold" means a newly opened
 database with nothing cached, and peak memory is that process's own maximum RSS.
@@ -24,6 +25,16 @@ Measured per size:
   365 days against the previous period) cold (first call on a freshly opened
   database) and warm (median of 5 further calls; DuckDB's buffers warm, no result
   cache), peak RSS; also with a channel filter and for the whole history.
+With ``--clv`` (issue 5), on the largest size: the CLV customer summary (unit days,
+calibration end = the last order date) cold and warm; BG/NBD and Gamma-Gamma fitted on
+it (each and in total, the number of distinct (frequency, recency, T) rows, peak RSS);
+lifetimes 0.11.3's BetaGeoFitter and GammaGammaFitter on the same summary (a parquet
+file), side by side in a venv of its own that the benchmark makes under the workdir
+(lifetimes is not a project dependency; "lifetimes: unavailable (reason)" without
+network), with the speed-up and the parameters' agreement (max relative difference,
+3 significant figures); and the summary at ``--clv-orders`` (10 million) orders, cold
+and warm, on the import benchmark's database of that size if present (else one made by
+repeating the orders). ``--reuse`` keeps the databases already in ``--workdir``.
 With ``--paint``: the app's first paint at the default demo size in headless Chromium
 (time to the title, to all KPI cards, to the script finishing), first and warm loads.
 """
@@ -265,8 +276,158 @@ def child_retention(db: str, customers: int) -> dict:
             "peak_rss_mb": _rss_mb()}
 
 
+def _clv_inputs(db: str):
+    from data.store import Store
+    from metrics import kpis
+    from metrics.filters import ViewState
+
+    store = Store(db, read_only=True)
+    first, last = kpis.data_bounds(store)
+    # All history up to the last order date (the summary ignores the filters' period).
+    return store, ViewState(period="all").filters(as_of=last, first=first), last
+
+
+def child_clv(db: str, customers: int) -> dict:
+    """The CLV summary (unit days, calibration end = the last order date) cold and
+    warm, then BG/NBD and Gamma-Gamma fitted on it; the summary goes to a parquet file
+    beside the database for the lifetimes side."""
+    import polars as pl
+
+    from metrics import clv as C
+
+    store, f, last = _clv_inputs(db)
+    t = time.perf_counter()
+    summary = C.customer_summary(store, f, calibration_end=last, unit="days")
+    cold = time.perf_counter() - t
+    warm = []
+    for _ in range(2):
+        t = time.perf_counter()
+        C.customer_summary(store, f, calibration_end=last, unit="days")
+        warm.append(time.perf_counter() - t)
+    store.close()
+    x, tx, T, m = (summary[c].to_numpy() for c in ("frequency", "recency", "T", "monetary_value"))
+    t = time.perf_counter()
+    bg = C.fit_bgnbd(x, tx, T)
+    bg_s = time.perf_counter() - t
+    t = time.perf_counter()
+    gg = C.fit_gamma_gamma(x, m)
+    gg_s = time.perf_counter() - t
+    parquet = Path(db).with_name(f"clv_summary_{customers}.parquet")
+    summary.select("frequency", "recency", "T", "monetary_value").write_parquet(parquet)
+    return {
+        "calibration_end": str(last), "customers": summary.height,
+        "repeat_customers": int((x > 0).sum()), "gg_customers": gg.n,
+        "distinct_rows": summary.select("frequency", "recency", "T").unique().height,
+        "summary_cold_s": cold, "summary_warm_s": statistics.median(warm),
+        "bgnbd_s": bg_s, "gg_s": gg_s, "fit_total_s": bg_s + gg_s,
+        "bgnbd": bg.params, "bgnbd_ll": bg.log_likelihood, "gg": gg.params, "gg_ll": gg.log_likelihood,
+        "parquet": str(parquet), "peak_rss_mb": _rss_mb(),
+    }
+
+
+def child_clv_summary(db: str, customers: int) -> dict:
+    """The CLV summary on a large orders database (10 million orders): cold (first
+    query on a freshly opened database) and warm (median of 3)."""
+    from metrics import clv as C
+
+    store, f, last = _clv_inputs(db)
+    t = time.perf_counter()
+    summary = C.customer_summary(store, f, calibration_end=last, unit="days")
+    cold = time.perf_counter() - t
+    warm = []
+    for _ in range(3):
+        t = time.perf_counter()
+        C.customer_summary(store, f, calibration_end=last, unit="days")
+        warm.append(time.perf_counter() - t)
+    row = store.query("SELECT count(*) AS n, count(*) FILTER (WHERE status = 'completed') AS c, "
+                      "count(DISTINCT (customer_key, CAST(ordered_at AS DATE))) FILTER (WHERE status = 'completed') "
+                      "AS days FROM orders").row(0)
+    store.close()
+    return {"orders": row[0], "completed_orders": row[1], "purchase_days": row[2], "customers": summary.height,
+            "cold_s": cold, "warm_s": statistics.median(warm), "peak_rss_mb": _rss_mb()}
+
+
+def child_clv_orders_db(db: str, rows: int) -> dict:
+    """A database of ``rows`` orders made by repeating the orders of ``db`` (new order
+    ids; same customers and dates), for the summary at 10 million orders when the
+    import benchmark's database is not there."""
+    import duckdb
+
+    out = Path(db).with_name(f"orders_{rows}.clv.duckdb")
+    for p in (out, Path(str(out) + ".wal")):
+        p.unlink(missing_ok=True)
+    con = duckdb.connect(str(out))
+    con.execute(f"ATTACH '{db}' AS src (READ_ONLY)")
+    n = con.execute("SELECT count(*) FROM src.orders").fetchall()[0][0]
+    copies = -(-rows // n)
+    con.execute(
+        "CREATE TABLE orders AS SELECT * REPLACE ('C' || c.i || '-' || order_id AS order_id) "
+        f"FROM src.orders o, range({copies}) c(i) LIMIT {rows}"
+    )
+    con.close()
+    return {"path": str(out)}
+
+
+LIFETIMES_SCRIPT = r"""
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+import numpy, pandas, scipy
+import lifetimes
+from lifetimes import BetaGeoFitter, GammaGammaFitter
+df = pandas.read_parquet(sys.argv[1])
+t = time.perf_counter()
+bg = BetaGeoFitter().fit(df["frequency"], df["recency"], df["T"])
+bg_s = time.perf_counter() - t
+r = df[(df["frequency"] > 0) & (df["monetary_value"] > 0)]  # the customers our Gamma-Gamma fits
+t = time.perf_counter()
+gg = GammaGammaFitter().fit(r["frequency"], r["monetary_value"])
+gg_s = time.perf_counter() - t
+print(json.dumps({"bgnbd_s": bg_s, "gg_s": gg_s, "bgnbd": {k: float(v) for k, v in bg.params_.items()},
+                  "gg": {k: float(v) for k, v in gg.params_.items()},
+                  "versions": {"lifetimes": lifetimes.__version__, "pandas": pandas.__version__,
+                               "numpy": numpy.__version__, "scipy": scipy.__version__}}))
+"""
+
+
+def lifetimes_side(workdir: Path, parquet: str) -> dict:
+    """lifetimes 0.11.3's BetaGeoFitter and GammaGammaFitter on the same summary, in a
+    venv of its own under ``workdir`` (made here on first use; lifetimes is not a
+    dependency of the project). It works with current pandas, numpy and scipy, so
+    nothing is pinned besides lifetimes itself. {"available": False, "reason": ...}
+    when the venv cannot be made (no network) or the fit fails."""
+    venv = workdir / "lifetimes-venv"
+    py = venv / "bin" / "python"
+    probe = [str(py), "-c", "import lifetimes, pyarrow; assert lifetimes.__version__ == '0.11.3'"]
+    try:
+        if not py.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True,
+                           text=True, timeout=300)
+            subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                            "lifetimes==0.11.3", "pyarrow"], check=True, capture_output=True, text=True, timeout=900)
+        res = subprocess.run([str(py), "-c", LIFETIMES_SCRIPT, parquet], capture_output=True, text=True, timeout=1800)
+    except subprocess.CalledProcessError as e:
+        tail = (e.stderr or e.stdout or "").strip().splitlines()
+        return {"available": False, "reason": f"could not make the venv: {tail[-1] if tail else e}"}
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"available": False, "reason": str(e)}
+    if res.returncode != 0:
+        tail = res.stderr.strip().splitlines()
+        return {"available": False, "reason": f"the fit failed: {tail[-1] if tail else res.returncode}"}
+    return {"available": True, **json.loads(res.stdout.strip().splitlines()[-1])}
+
+
+def _agreement(ours: dict, theirs: dict, names: dict) -> dict:
+    """Max relative difference of the parameters (ours: their name in lifetimes) and
+    whether each agrees to 3 significant figures (both round to the same 3 digits, or
+    differ by under 5e-4 relative, for values that straddle a rounding boundary)."""
+    rel = {k: abs(theirs[v] / ours[k] - 1) for k, v in names.items()}
+    same = {k: f"{ours[k]:.3g}" == f"{theirs[v]:.3g}" or rel[k] < 5e-4 for k, v in names.items()}
+    return {"max_rel_diff": max(rel.values()), "rel_diff": rel, "agree_3sf": all(same.values())}
+
+
 CHILDREN = {"generate": child_generate, "retention": child_retention, "overview": child_overview, "paint": child_paint,
-            "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import}
+            "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import,
+            "clv": child_clv, "clv_summary": child_clv_summary, "clv_orders_db": child_clv_orders_db}
 
 
 def run_child(name: str, db: Path, customers: int) -> dict:
@@ -287,7 +448,14 @@ def main() -> int:
     ap.add_argument("--import-rows", type=int, default=0,
                     help="also time importing an orders CSV of this many rows (e.g. 10000000) against DuckDB's read_csv")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each import measurement (the median is reported)")
+    ap.add_argument("--clv", action="store_true",
+                    help="also the CLV models (issue 5) on the largest size, beside lifetimes 0.11.3 (own venv)")
+    ap.add_argument("--clv-orders", type=int, default=10_000_000,
+                    help="orders for the CLV summary timing (the import benchmark's database of that many rows "
+                         "if there, else one made by repeating the largest size's orders)")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write the databases (default: a temp dir)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the databases already in --workdir instead of generating them again")
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -301,15 +469,26 @@ def main() -> int:
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "sizes": {}}
     for n in args.customers:
         db = workdir / f"bench_{n}.duckdb"
-        for p in (db, Path(str(db) + ".wal")):
-            p.unlink(missing_ok=True)
-        gen = run_child("generate", db, n)
+        if args.reuse and db.exists():
+            import duckdb
+
+            con = duckdb.connect(str(db), read_only=True)
+            gen = {"seconds": float("nan"), "peak_rss_mb": float("nan"), "reused": True,
+                   "orders": con.execute("SELECT count(*) FROM orders").fetchall()[0][0]}
+            con.close()
+        else:
+            for p in (db, Path(str(db) + ".wal")):
+                p.unlink(missing_ok=True)
+            gen = run_child("generate", db, n)
         size_mb = db.stat().st_size / 2**20
         ov = run_child("overview", db, n)
         ret = run_child("retention", db, n)
         results["sizes"][n] = {"generate": gen, "db_size_mb": size_mb, "overview": ov, "retention": ret}
         print(f"\n== {n:,} customers ({gen['orders']:,} orders)")
-        print(f"generation      {gen['seconds']:8.1f} s   peak RSS {gen['peak_rss_mb']:8.0f} MB")
+        if gen.get("reused"):
+            print("generation      (reused the database already in the workdir)")
+        else:
+            print(f"generation      {gen['seconds']:8.1f} s   peak RSS {gen['peak_rss_mb']:8.0f} MB")
         print(f"database size   {size_mb:8.1f} MB")
         for view in ("default", "channel_member", "all_history"):
             v = ov[view]
@@ -342,6 +521,45 @@ def main() -> int:
         print(f"our import (read, check, load)   {ours['seconds']:6.2f} s   peak RSS {ours['peak_rss_mb']:6.0f} MB   "
               f"({ours['seconds'] / duck['seconds']:.1f}x in memory, {ours['seconds'] / duck['file_seconds']:.1f}x "
               f"file to file; checking {ours['check_s']:.2f} s)")
+    if args.clv:
+        n = max(args.customers)
+        source = workdir / f"bench_{n}.duckdb"
+        ours = run_child("clv", source, n)
+        theirs = lifetimes_side(workdir, ours["parquet"])
+        big = workdir / f"orders_{args.clv_orders}.import.duckdb"
+        if not big.exists():
+            big = workdir / f"orders_{args.clv_orders}.clv.duckdb"
+            if not (args.reuse and big.exists()):
+                run_child("clv_orders_db", source, args.clv_orders)
+        sql = run_child("clv_summary", big, args.clv_orders)
+        sql["db"] = big.name
+        clv_res: dict = {"customers_db": n, "ours": ours, "lifetimes": theirs, "summary_at_orders": sql}
+        print(f"\n== CLV (BG/NBD + Gamma-Gamma), {n:,}-customer database: {ours['customers']:,} customers, "
+              f"{ours['repeat_customers']:,} repeat; calibration end {ours['calibration_end']}, unit days")
+        print(f"summary ({ours['customers']:,} customers)  cold {ours['summary_cold_s']:6.2f} s   "
+              f"warm {ours['summary_warm_s']:6.2f} s")
+        print(f"fit: BG/NBD {ours['bgnbd_s']:6.2f} s   Gamma-Gamma {ours['gg_s']:6.2f} s   total {ours['fit_total_s']:6.2f} s"
+              f"   ({ours['distinct_rows']:,} distinct (frequency, recency, T) rows)   peak RSS {ours['peak_rss_mb']:6.0f} MB")
+        print("ours:      " + "  ".join(f"{k} {v:.6g}" for k, v in {**ours["bgnbd"], **ours["gg"]}.items()))
+        if theirs["available"]:
+            bg_cmp = _agreement(ours["bgnbd"], theirs["bgnbd"], {"r": "r", "alpha": "alpha", "a": "a", "b": "b"})
+            gg_cmp = _agreement(ours["gg"], theirs["gg"], {"p": "p", "q": "q", "gamma": "v"})
+            speed = {"bgnbd": theirs["bgnbd_s"] / ours["bgnbd_s"], "gg": theirs["gg_s"] / ours["gg_s"],
+                     "total": (theirs["bgnbd_s"] + theirs["gg_s"]) / ours["fit_total_s"]}
+            clv_res.update(bgnbd_agreement=bg_cmp, gg_agreement=gg_cmp, speedup=speed)
+            print("lifetimes: " + "  ".join(f"{k} {v:.6g}" for k, v in {**theirs["bgnbd"], **theirs["gg"]}.items()))
+            print(f"lifetimes {theirs['versions']['lifetimes']}: BG/NBD {theirs['bgnbd_s']:6.2f} s   Gamma-Gamma "
+                  f"{theirs['gg_s']:6.2f} s   speed-up {speed['bgnbd']:.1f}x BG/NBD, {speed['gg']:.1f}x Gamma-Gamma, "
+                  f"{speed['total']:.1f}x both (pandas {theirs['versions']['pandas']}, numpy {theirs['versions']['numpy']})")
+            print(f"parameters agree to 3 significant figures: BG/NBD {'yes' if bg_cmp['agree_3sf'] else 'NO'} "
+                  f"(max rel. diff {bg_cmp['max_rel_diff']:.1e}), Gamma-Gamma {'yes' if gg_cmp['agree_3sf'] else 'NO'} "
+                  f"(max rel. diff {gg_cmp['max_rel_diff']:.1e})")
+        else:
+            print(f"lifetimes: unavailable ({theirs['reason']})")
+        print(f"summary SQL at {sql['orders']:,} orders ({sql['completed_orders']:,} completed, {sql['purchase_days']:,} "
+              f"purchase days, {sql['customers']:,} customers; {big.name})  cold {sql['cold_s']:6.2f} s   "
+              f"warm {sql['warm_s']:6.2f} s   peak RSS {sql['peak_rss_mb']:6.0f} MB")
+        results["clv"] = clv_res
     if args.paint:
         db = workdir / f"paint_{args.paint_customers}.duckdb"
         for p in (db, Path(str(db) + ".wal")):
