@@ -134,20 +134,20 @@ d AS (
            sum(revenue) AS revenue, sum(margin) AS margin
     FROM o WHERE ordered_at < $cal_next
     GROUP BY customer_key, CAST(ordered_at AS DATE)
-),
-k AS (
-    SELECT *, row_number() OVER (PARTITION BY customer_key ORDER BY day) AS i FROM d
 )
+-- The repeat purchases' mean: all days but the first (arg_min by day), no window sort.
 SELECT customer_key,
        CAST(count(*) - 1 AS BIGINT) AS frequency,
        CAST(max(day) - min(day) AS DOUBLE) / $unit_days AS recency,
        CAST(CAST($cal_end AS DATE) - min(day) AS DOUBLE) / $unit_days AS T,
-       CAST(coalesce(avg(revenue) FILTER (WHERE i > 1), 0) AS DOUBLE) AS monetary_value,
-       CAST(coalesce(avg(margin) FILTER (WHERE i > 1), 0) AS DOUBLE) AS monetary_margin,
+       CAST(CASE WHEN count(*) > 1 THEN (sum(revenue) - arg_min(revenue, day)) / (count(*) - 1) ELSE 0 END
+            AS DOUBLE) AS monetary_value,
+       CAST(CASE WHEN count(*) > 1 THEN (sum(margin) - arg_min(margin, day)) / (count(*) - 1) ELSE 0 END
+            AS DOUBLE) AS monetary_margin,
        min(day) AS first_purchase, max(day) AS last_purchase,
        CAST(sum(n) AS BIGINT) AS orders, CAST(sum(revenue) AS DOUBLE) AS revenue,
        CAST(sum(margin) AS DOUBLE) AS margin
-FROM k GROUP BY customer_key ORDER BY customer_key"""
+FROM d GROUP BY customer_key ORDER BY customer_key"""
     return sql, params
 
 
