@@ -41,12 +41,13 @@ import polars as pl
 
 from data.store import Store
 from metrics import clv as M
+from metrics import rfm
 from metrics.filters import Filters, instant
 from metrics.kpis import DEFAULT_MARGIN_RATE
 
 BOOT_DRAWS = 100
 BOOT_CUSTOMERS = 5_000
-GROUPS = ("acquisition_channel", "region", "tier", "cohort")
+GROUPS = ("segment", "acquisition_channel", "region", "tier", "cohort")
 GRADES = (("good", 0.10, 0.20), ("fair", 0.25, 0.35))
 NEXT_DAYS = 90
 
@@ -74,8 +75,9 @@ class Scored:
     """The models fitted at ``as_of`` and every customer scored: the summary columns
     plus margin_share, historical_clv, p_alive, expected_purchases (next
     :data:`NEXT_DAYS` days), expected_spend, clv (predicted, over the horizon),
-    total_value (historical + predicted) and the attributes acquisition_channel,
-    region, tier, cohort (month of the first purchase). ``problems`` (what the data
+    total_value (historical + predicted) and the attributes segment (RFM at the
+    date, :mod:`metrics.rfm`), acquisition_channel, region, tier, cohort (month of
+    the first purchase). ``problems`` (what the data
     lack) or ``error`` (why a model failed) instead when the models cannot be used."""
 
     customers: pl.DataFrame | None = None
@@ -145,8 +147,11 @@ def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Setting
         pl.Series("clv", value),
     ).with_columns((pl.col("historical_clv") + pl.col("clv")).alias("total_value"),
                    pl.col("first_purchase").dt.truncate("1mo").alias("cohort"))
-    out = out.join(attributes(store), on="customer_key", how="left").with_columns(
-        pl.col("acquisition_channel", "region").fill_null("unknown"), pl.col("tier").fill_null("none"))
+    segments = rfm.rfm_segments(store, f, as_of=as_of, margin_rate=settings.margin_rate)
+    out = (out.join(attributes(store), on="customer_key", how="left")
+           .join(segments.select("customer_key", "segment"), on="customer_key", how="left")
+           .with_columns(pl.col("acquisition_channel", "region").fill_null("unknown"),
+                         pl.col("tier").fill_null("none"), pl.col("segment").fill_null("unknown")))
     return Scored(out, bg, gg, fitted.correlation)
 
 

@@ -29,14 +29,14 @@ first, _ = frame._bounds(path, version)
 HORIZONS = (3, 6, 12, 24, 36)
 GROUPS = CV.GROUPS
 default_cal = CV.default_calibration_end(first, as_of)
-DEFAULTS = {"c_h": 12, "c_disc": 10.0, "c_margin": 30.0, "c_group": "acquisition_channel", "c_log": False,
+DEFAULTS = {"c_h": 12, "c_disc": 10.0, "c_margin": 30.0, "c_group": "segment", "c_log": False,
             "c_cal": default_cal.isoformat()}
 frame.page_param("c_h", (), 12)
 if st.session_state["c_h"] not in HORIZONS:
     st.session_state["c_h"] = 12
 st.session_state["c_disc"] = min(max(float(frame.page_param("c_disc", (), 10.0)), 0.0), 100.0)
 st.session_state["c_margin"] = min(max(float(frame.page_param("c_margin", (), 30.0)), 0.0), 100.0)
-frame.page_param("c_group", GROUPS, "acquisition_channel")
+frame.page_param("c_group", GROUPS, "segment")
 frame.page_param("c_log", (), False)
 cal_raw = frame.page_param("c_cal", (), default_cal.isoformat())
 cal_lo, cal_hi = first + timedelta(days=28), as_of - timedelta(days=14)
@@ -174,7 +174,7 @@ st.caption(ctx.t("clv.params_note", corr=fmt.number(scored.correlation, lang, 2)
 st.subheader(ctx.t("clv.customers_top"))
 listing = customers.sort("clv", descending=True).select(
     pl.col("customer_id").map_elements(R.mask_id, return_dtype=pl.Utf8), "frequency", "recency", "T",
-    "historical_clv", "clv", "p_alive", "expected_purchases", "acquisition_channel", "region", "tier")
+    "historical_clv", "clv", "p_alive", "expected_purchases", "segment", "acquisition_channel", "region", "tier")
 shown = listing.head(50).with_columns(
     pl.col("historical_clv", "clv").map_elements(money.full, return_dtype=pl.Utf8),
     pl.col("p_alive").map_elements(lambda p: fmt.percent(p, lang, 0), return_dtype=pl.Utf8),
@@ -182,6 +182,7 @@ shown = listing.head(50).with_columns(
     pl.col("acquisition_channel").map_elements(lambda c: cc.group_label("acquisition_channel", c, lang),
                                                return_dtype=pl.Utf8),
     pl.col("tier").map_elements(lambda c: cc.group_label("tier", c, lang), return_dtype=pl.Utf8),
+    pl.col("segment").map_elements(lambda c: cc.group_label("segment", c, lang), return_dtype=pl.Utf8),
 ).rename({c: ctx.t(f"clv.col.{c}") for c in listing.columns})
 st.dataframe(shown, hide_index=True, width="stretch", height=320)
 st.download_button(ctx.t("clv.download"), to_excel_csv(listing), file_name=f"clv_{as_of.isoformat()}.csv",

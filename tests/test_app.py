@@ -417,6 +417,9 @@ def test_clv_settings_redraw_the_page_and_land_in_the_url(demo_db, monkeypatch):
     qp = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
     assert qp["c_h"] == "24" and qp["c_disc"] == "15.0" and qp["c_group"] == "tier" and qp["c_log"] == "1"
     assert "Over the next 24 months" in texts(at)
+    by_label(at.selectbox, "Break down by").set_value("segment").run()
+    assert not at.exception, at.exception
+    assert "c_group" not in at.query_params  # the default
     # the URL brings the same view back
     again = clv_app(demo_db, monkeypatch, c_h="6", c_group="region", c_disc="not a number")
     assert not again.exception, again.exception

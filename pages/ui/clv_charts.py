@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from metrics import clv_view as CV
+from metrics import rfm
 from pages.ui import fmt
 from pages.ui.charts import _layout
 from pages.ui.i18n import label, t
@@ -24,6 +25,8 @@ def group_label(group: str, value: str, lang: str) -> str:
             return fmt.month(date.fromisoformat(str(value)[:10]), lang)
         except ValueError:
             return str(value)
+    if group == "segment":
+        return rfm.SEGMENTS.get(str(value), {}).get(f"label_{lang}", str(value))
     if group in GROUP_LABEL_PREFIX:
         return label(GROUP_LABEL_PREFIX[group], str(value), lang)
     return str(value)

@@ -349,6 +349,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "clv.terms_short": ("CLV lịch sử = lãi gộp đến nay; CLV dự báo = lãi gộp kỳ vọng trong khoảng dự báo, đã chiết khấu. Tần suất, recency, T và giá trị tiền chỉ tính các lần mua lặp lại (xem ở trên).", "Historical CLV = gross margin to date; predicted CLV = expected gross margin over the horizon, discounted. Frequency, recency, T and monetary value count repeat purchases only (see above)."),
     "clv.dist": ("Phân bố giá trị", "How value is spread"),
     "clv.group_by": ("Chia theo", "Break down by"),
+    "clv.group.segment": ("Phân khúc RFM", "RFM segment"),
     "clv.group.acquisition_channel": ("Kênh thu hút", "Acquisition channel"),
     "clv.group.region": ("Khu vực", "Region"),
     "clv.group.tier": ("Hạng thành viên", "Loyalty tier"),
@@ -430,6 +431,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "clv.col.acquisition_channel": ("Kênh thu hút", "Acquisition channel"),
     "clv.col.region": ("Khu vực", "Region"),
     "clv.col.tier": ("Hạng", "Tier"),
+    "clv.col.segment": ("Phân khúc RFM", "RFM segment"),
     # -- Churn-risk page -------------------------------------------------------------
     "nav.churn": ("Nguy cơ rời bỏ", "Churn risk"),
     "churn.title": ("Khách có nguy cơ rời bỏ", "Customers at risk of churning"),
