@@ -88,9 +88,8 @@ elif clicked != st.session_state.get("_r_heat_applied"):
     # A new click (applied once: a later change of a picker is not undone by it).
     st.session_state["_r_heat_applied"] = clicked
     st.session_state["r_cell_cohort"], st.session_state["r_cell_k"] = clicked
-reading = rc.reading_cohorts(values, metric, n, grain, lang, ctx.money)
-if reading:
-    st.markdown(reading)
+st.markdown(rc.reading_cohorts(values, metric, n, grain, lang, ctx.money)
+            or ctx.t("ret.read.trend_none", n=n, grain=ctx.t(f"ret.grain.{grain}").lower()))
 st.caption(ctx.t("ret.heatmap_note") + (" " + ctx.t("ret.combined", split=ctx.t(f"ret.split.{split}").lower())
                                         if split != "none" else ""))
 export = by_segment.join(table, on=["cohort", "segment", "k"], how="left", suffix="_t").select(
