@@ -76,6 +76,7 @@ from data.store import Store
 from metrics import rfm
 from metrics.clv import (
     BGNBD, MONTH_DAYS, UNITS, GammaGamma, ModelError, clv, customer_summary, fit_bgnbd, holdout_summary,
+    per_distinct,
 )
 from metrics.clv_view import margin_share
 from metrics.filters import Filters, instant
@@ -131,12 +132,16 @@ def clv_if_alive(
     if x.size == 0:
         return np.zeros(0)
     month = MONTH_DAYS / _unit_days(unit)
-    posterior = BGNBD(r=bgnbd.r + x, alpha=bgnbd.alpha + T_, a=bgnbd.a, b=bgnbd.b + x)  # type: ignore[arg-type]
-    months = np.arange(horizon_months + 1, dtype=float).reshape(-1, 1)
-    cum = np.asarray(posterior.expected_purchases_new(months * month), dtype=float).reshape(months.size, -1)
-    disc = (1.0 + monthly_discount_rate) ** -months[1:]
+
+    def purchases(x: np.ndarray, T_: np.ndarray) -> np.ndarray:
+        posterior = BGNBD(r=bgnbd.r + x, alpha=bgnbd.alpha + T_, a=bgnbd.a, b=bgnbd.b + x)  # type: ignore[arg-type]
+        months = np.arange(horizon_months + 1, dtype=float).reshape(-1, 1)
+        cum = np.asarray(posterior.expected_purchases_new(months * month), dtype=float).reshape(months.size, -1)
+        disc = (1.0 + monthly_discount_rate) ** -months[1:]
+        return (np.diff(cum, axis=0) * disc).sum(axis=0)
+
     spend = np.asarray(gg.expected_average_spend(x, m), dtype=float)
-    return (np.diff(cum, axis=0) * disc).sum(axis=0) * spend * np.asarray(margin, dtype=float)
+    return per_distinct(purchases, x, T_) * spend * np.asarray(margin, dtype=float)
 
 
 def risk_band(churn_risk: Any) -> Any:

@@ -1015,12 +1015,33 @@ def clv(
     month = MONTH_DAYS / _unit_days(unit)
     x, tx, T_ = _rfm(frequency, recency, T)
     spend = np.asarray(gg.expected_average_spend(x, _array(monetary_value, "monetary_value")))
-    months = np.arange(horizon_months + 1, dtype=float).reshape((-1,) + (1,) * x.ndim)
-    cum = np.asarray(bgnbd.expected_purchases(months * month, x, tx, T_))
-    per_month = np.diff(cum, axis=0)
-    disc = (1.0 + monthly_discount_rate) ** -months[1:]
-    value = (per_month * disc).sum(axis=0) * spend * np.asarray(margin, dtype=float)
+
+    def purchases(x: np.ndarray, tx: np.ndarray, T_: np.ndarray) -> np.ndarray:
+        """The discounted expected purchases over the horizon."""
+        months = np.arange(horizon_months + 1, dtype=float).reshape((-1,) + (1,) * x.ndim)
+        cum = np.asarray(bgnbd.expected_purchases(months * month, x, tx, T_))
+        disc = (1.0 + monthly_discount_rate) ** -months[1:]
+        return (np.diff(cum, axis=0) * disc).sum(axis=0)
+
+    value = per_distinct(purchases, x, tx, T_) * spend * np.asarray(margin, dtype=float)
     return _out(value)
+
+
+def per_distinct(fn, *columns: np.ndarray, block: int = 100_000) -> np.ndarray:
+    """``fn(*columns)`` for 1-D columns, evaluated once per distinct row and in blocks
+    of ``block`` distinct rows (customers share (frequency, recency, T) often, and the
+    hypergeometric terms are the costly part); other shapes are passed through."""
+    if not columns or columns[0].ndim != 1 or columns[0].size < 2 * block // 10:
+        return np.asarray(fn(*columns), dtype=float)
+    frame = pl.DataFrame({f"c{i}": c for i, c in enumerate(columns)})
+    names = frame.columns
+    distinct = frame.unique(maintain_order=True).with_row_index("_g")
+    inverse = frame.join(distinct, on=names, how="left", maintain_order="left")["_g"].to_numpy()
+    cols = [distinct[n].to_numpy() for n in names]
+    out = np.empty(distinct.height)
+    for a in range(0, distinct.height, block):
+        out[a:a + block] = np.asarray(fn(*(c[a:a + block] for c in cols)), dtype=float)
+    return out[inverse]
 
 
 def score_customers(

@@ -23,16 +23,14 @@ Definitions (shared/DESIGN.md, "Historical CLV" and "Predictive CLV"):
 - **Lorenz curve**: customers sorted by value, highest first; the share of all value
   held by the top x% of customers.
 - **CLV : CAC** by acquisition channel = mean value (margin to date + predicted CLV)
-  of the customers a channel acquired / the acquisition cost per customer of that
-  channel, where the cost is known: ``programme_costs`` rows whose programme is
-  ``acquisition:<channel>`` (spread over the customers the channel acquired in those
-  rows' dates), and for the ``referral`` channel the referral rewards paid per referred
-  customer.
+  / mean acquisition cost, both over the channel's customers whose acquisition cost is
+  known: ``customers.acquisition_cost``, or for a referred customer without one the
+  referral reward paid for them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -42,7 +40,7 @@ import polars as pl
 from data.store import Store
 from metrics import clv as M
 from metrics import rfm
-from metrics.filters import Filters, instant
+from metrics.filters import DEFAULT_INACTIVITY_DAYS, Filters, instant
 from metrics.kpis import DEFAULT_MARGIN_RATE
 
 BOOT_DRAWS = 100
@@ -90,6 +88,13 @@ class Scored:
     @property
     def ok(self) -> bool:
         return self.customers is not None and self.bgnbd is not None and self.gg is not None
+
+
+def model_filters(f: Filters) -> Filters:
+    """The filters as the models read them: channels, regions and loyalty. The models
+    use all history to the date, so the period and the inactivity window are fixed
+    here, and results cached by filters do not change with them."""
+    return replace(f, start=date(2000, 1, 1), end=date(2000, 1, 1), inactivity_days=DEFAULT_INACTIVITY_DAYS)
 
 
 def attributes(store: Store) -> pl.DataFrame:
@@ -185,13 +190,12 @@ def bootstrap(scored: Scored, settings: Settings = Settings(), *, groups: tuple[
     total (the point estimate), low, high (the total's 2.5th and 97.5th percentiles
     over ``draws`` parameter draws), mean, mean_low, mean_high. See the module
     docstring; above :data:`BOOT_CUSTOMERS` customers a fixed sample is scored and
-    its totals scaled by customers / sample."""
+    each group's totals are scaled by its customers / its customers in the sample."""
     if not scored.ok:
         raise M.ModelError("the models are not fitted")
     c = scored.customers
     rng = np.random.default_rng(seed)
     sample = c if c.height <= BOOT_CUSTOMERS else c.sample(BOOT_CUSTOMERS, seed=seed)
-    scale = c.height / sample.height
     bg, gg = scored.bgnbd, scored.gg
     bgs = _draws(np.array([bg.r, bg.alpha, bg.a, bg.b]), bg.covariance, draws, rng)
     ggs = _draws(np.array([gg.p, gg.q, gg.gamma]), gg.covariance, draws, rng)
@@ -220,6 +224,8 @@ def bootstrap(scored: Scored, settings: Settings = Settings(), *, groups: tuple[
     out = []
 
     def add(group: str, value: str, mask: np.ndarray, n_all: int) -> None:
+        # Each group's sampled customers stand for all of that group's customers.
+        scale = n_all / int(mask.sum())
         totals = per_customer[:, mask].sum(axis=1) * scale
         est = float(c.filter(pl.lit(True) if group == "all" else pl.col(group).cast(pl.Utf8) == value)["clv"].sum())
         lo, hi = (float(v) for v in np.percentile(totals, [2.5, 97.5]))
@@ -263,42 +269,31 @@ def top_share(values: Any, top: float = 0.2) -> float:
 
 
 def acquisition_costs(store: Store, f: Filters) -> pl.DataFrame:
-    """Acquisition cost per customer by channel, where known: channel, cost,
-    customers (acquired by that channel in the costs' dates, after the filters), cac.
-    ``programme_costs`` rows ``acquisition:<channel>`` and, for ``referral``, the
-    referral rewards of the referred customers."""
+    """Each customer's acquisition cost, where known: customer_key, cost. The
+    customer's own ``acquisition_cost``; for a referred customer without one, the
+    referral reward paid for them. Only customers passing the filters' region and
+    loyalty conditions."""
     cust, params = f.customer_condition("c.customer_key")
-    paid = store.query(
-        "WITH k AS (SELECT lower(trim(substr(programme, 13))) AS channel, sum(amount) AS cost, "
-        "min(period_start) AS p0, max(period_end) AS p1 FROM programme_costs "
-        "WHERE lower(programme) LIKE 'acquisition:%' GROUP BY 1), "
-        "firsts AS (SELECT customer_key, min(ordered_at)::DATE AS d FROM orders WHERE status = 'completed' "
-        "GROUP BY customer_key) "
-        "SELECT k.channel, k.cost, count(c.customer_key) AS customers FROM k "
-        "LEFT JOIN customers c ON lower(c.acquisition_channel) = k.channel "
-        f"AND {cust} AND c.customer_key IN (SELECT customer_key FROM firsts WHERE d BETWEEN k.p0 AND k.p1) "
-        "GROUP BY k.channel, k.cost", params)
-    cust, params = f.customer_condition("referred_key")
-    referral = store.query(
-        "SELECT 'referral' AS channel, sum(coalesce(reward_cost, 0)) AS cost, count(DISTINCT referred_key) AS customers "
-        f"FROM referrals WHERE {cust} HAVING count(*) > 0", params)
-    if "referral" in paid["channel"].to_list():  # an explicit referral acquisition cost wins
-        referral = referral.head(0)
-    both = pl.concat([paid.cast({"cost": pl.Float64, "customers": pl.Int64}),
-                      referral.cast({"cost": pl.Float64, "customers": pl.Int64})])
-    return both.filter(pl.col("customers") > 0).with_columns((pl.col("cost") / pl.col("customers")).alias("cac"))
+    return store.query(
+        "SELECT c.customer_key, CAST(coalesce(c.acquisition_cost, r.reward) AS DOUBLE) AS cost FROM customers c "
+        "LEFT JOIN (SELECT referred_key, sum(coalesce(reward_cost, 0)) AS reward FROM referrals "
+        "GROUP BY referred_key) r ON r.referred_key = c.customer_key "
+        f"WHERE coalesce(c.acquisition_cost, r.reward) IS NOT NULL AND {cust}", params)
 
 
 def clv_to_cac(customers: pl.DataFrame, costs: pl.DataFrame) -> pl.DataFrame:
-    """CLV : CAC per acquisition channel with a known cost: channel, customers, value
-    (mean margin to date + predicted CLV of the channel's customers), cac, ratio."""
-    if costs.height == 0:
-        return pl.DataFrame(schema={"channel": pl.Utf8, "customers": pl.Int64, "value": pl.Float64,
+    """CLV : CAC per acquisition channel, over the channel's customers whose
+    acquisition cost is known: channel, customers, value (their mean margin to date +
+    predicted CLV), cac (their mean acquisition cost), ratio = value / cac (null when
+    the cost is 0)."""
+    joined = customers.join(costs, on="customer_key", how="inner")
+    if joined.height == 0:
+        return pl.DataFrame(schema={"channel": pl.Utf8, "customers": pl.UInt32, "value": pl.Float64,
                                     "cac": pl.Float64, "ratio": pl.Float64})
-    by = customers.group_by(pl.col("acquisition_channel").alias("channel")).agg(
-        pl.len().alias("customers"), pl.col("total_value").mean().alias("value"))
-    return by.join(costs.select("channel", "cac"), on="channel").with_columns(
-        (pl.col("value") / pl.col("cac")).alias("ratio")).sort("ratio", descending=True)
+    by = joined.group_by(pl.col("acquisition_channel").alias("channel")).agg(
+        pl.len().alias("customers"), pl.col("total_value").mean().alias("value"), pl.col("cost").mean().alias("cac"))
+    return by.with_columns(pl.when(pl.col("cac") > 0).then(pl.col("value") / pl.col("cac")).alias("ratio")).sort(
+        "ratio", descending=True, nulls_last=True)
 
 
 # ---------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ in the URL (``k_...``)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
@@ -25,8 +28,14 @@ if ctx.filters is None or ctx.as_of is None:
 st.caption(ctx.t("churn.intro"))
 path, version = frame.cache_key()
 f, as_of, lang, money = ctx.filters, ctx.as_of, ctx.lang, ctx.money
+mf = CV.model_filters(f)  # the models read all history: the period does not apply
 first, _ = frame._bounds(path, version)
-settings = CV.Settings()
+# The CLV page's model settings when set there (kept in the URL), else its defaults,
+# so both pages value a customer alike.
+settings = CV.Settings(
+    horizon_months=int(st.session_state.get("c_h", 12)),
+    annual_discount_rate=float(st.session_state.get("c_disc", 10.0)) / 100,
+    margin_rate=float(st.session_state.get("c_margin", 30.0)) / 100)
 
 # -- controls (kept in the URL) ---------------------------------------------------
 DEFAULTS = {"k_thr": 50, "k_min": 0, "k_top": 10, "k_seg": "", "k_chan": "", "k_hold": 10}
@@ -40,7 +49,7 @@ if "k_seg_pick" not in st.session_state:
     st.session_state["k_seg_pick"] = seg_raw
 
 with st.spinner(ctx.t("clv.fitting")):
-    scored = frame.clv_scored(path, version, f, as_of, settings)
+    scored = frame.clv_scored(path, version, mf, as_of, settings)
 if scored.problems:
     st.warning(ctx.t("clv.not_enough") + "\n\n" + "\n".join(f"- {p}" for p in scored.problems),
                icon=":material/data_alert:")
@@ -49,7 +58,7 @@ if scored.error:
     st.error(ctx.t("clv.fit_failed", reason=scored.error), icon=":material/error:")
     st.stop()
 with st.spinner(ctx.t("churn.scoring")):
-    lst = frame.churn_list(path, version, f, as_of, settings)
+    lst = frame.churn_list(path, version, mf, as_of, settings)
 channels = sorted(v for v in lst["last_channel"].unique().to_list() if v is not None)
 chan_raw = [v for v in str(frame.page_param("k_chan", (), "")).split("|") if v in channels]
 if "k_chan_pick" not in st.session_state:
@@ -59,7 +68,8 @@ with st.container(border=True):
     c1, c2, c3 = st.columns(3)
     threshold = c1.slider(ctx.t("churn.threshold"), min_value=5, max_value=95, step=5, key="k_thr", format="%d%%",
                           help=ctx.t("churn.threshold_help"))
-    min_value = c2.number_input(ctx.t("churn.min_value", unit=money.symbol), min_value=0, step=100_000, key="k_min",
+    min_value = c2.number_input(ctx.t("churn.min_value", unit=money.symbol), min_value=0, key="k_min",
+                                step=100_000 if money.convert(1.0) == 1.0 else 10,
                                 help=ctx.t("churn.min_value_help"))
     top = c3.slider(ctx.t("churn.top"), min_value=1, max_value=50, step=1, key="k_top", format="%d%%")
     d1, d2 = st.columns(2)
@@ -69,7 +79,10 @@ with st.container(border=True):
                                  format_func=lambda c: label("channel", c, lang))
 frame.keep_page_params({"k_thr": threshold, "k_min": int(min_value), "k_top": top, "k_seg": "|".join(picked_seg),
                         "k_chan": "|".join(picked_chan), "k_hold": st.session_state["k_hold"]}, DEFAULTS)
-st.caption(" · ".join(n for n in (frame.filter_caption(ctx), ctx.t("clv.all_history", date=fmt.day(as_of, lang))) if n))
+st.caption(" · ".join(n for n in (
+    frame.filter_caption(ctx), ctx.t("clv.all_history", date=fmt.day(as_of, lang)),
+    ctx.t("churn.settings", n=settings.horizon_months, disc=fmt.number(100 * settings.annual_discount_rate, lang, 1),
+          margin=fmt.number(100 * settings.margin_rate, lang, 1))) if n))
 
 # min_value is in the display currency; the list is in VND.
 min_vnd = float(min_value) / money.convert(1.0)
@@ -105,8 +118,9 @@ fig.add_bar(x=names, y=bands["customers"].to_list(), marker_color=["#76B041", "#
 fig.update_layout(yaxis={"title": ctx.t("clv.customers")}, xaxis={"type": "category"})
 b1.plotly_chart(_layout(fig, lang, ctx.t("churn.bands_title", low=int(churn.LOW_RISK_BELOW * 100),
                                          high=int(churn.HIGH_RISK_FROM * 100))), width="stretch")
-hist = go.Figure(go.Histogram(x=view["churn_risk"].to_list(), xbins={"start": 0, "end": 1.0001, "size": 0.05},
-                              marker_color=PALETTE[0]))
+counts, edges = np.histogram(view["churn_risk"].to_numpy(), bins=20, range=(0.0, 1.0))
+hist = go.Figure(go.Bar(x=((edges[:-1] + edges[1:]) / 2).tolist(), y=counts.tolist(), width=0.05,
+                        marker_color=PALETTE[0], hovertemplate="%{x:.0%}: %{y:,}<extra></extra>"))
 hist.add_vline(x=threshold / 100, line={"color": "#E4572E", "dash": "dash"},
                annotation_text=ctx.t("churn.threshold_line", t=threshold))
 hist.update_layout(xaxis={"title": ctx.t("churn.risk_axis"), "tickformat": ".0%"},
@@ -122,9 +136,11 @@ st.caption(ctx.t("churn.one_time", n=fmt.number(one_time, lang)))
 st.subheader(ctx.t("churn.precision"))
 cal_end = CV.default_calibration_end(first, as_of)
 shares = tuple(sorted({0.05, 0.1, 0.2, 0.3, 0.5, top / 100}))
-prec = frame.churn_precision(path, version, f, cal_end, as_of, shares, settings)
-if isinstance(prec, str):
-    st.info(prec, icon=":material/info:")
+prec = (frame.churn_precision(path, version, mf, cal_end, as_of, shares, CV.Settings(unit=settings.unit))
+        if cal_end > first + timedelta(days=28) else "")
+if isinstance(prec, str) or prec.height == 0:
+    st.info(ctx.t("churn.no_precision") + (f" ({prec})" if isinstance(prec, str) and prec else ""),
+            icon=":material/info:")
 else:
     pf = go.Figure()
     pf.add_scatter(x=prec["share"].to_list(), y=prec["precision"].to_list(), mode="lines+markers",
@@ -183,23 +199,25 @@ else:
     contacts = e2.toggle(ctx.t("churn.contacts"), key="k_contacts", help=ctx.t("churn.contacts_help"))
     source = ranked
     if contacts:
-        full = frame.churn_list(path, version, f, as_of, settings, unmasked=True)
+        full = frame.churn_list(path, version, mf, as_of, settings, unmasked=True)
         source = full.filter(pl.col("customer_key").is_in(ranked["customer_key"].implode())).sort(
             "value_at_risk", descending=True)
-    out = churn.export_frame(source, include_contact=contacts, lang=lang)
     seed = as_of.toordinal()
     flag = churn.holdout_flag(source["customer_id"], hold / 100, seed)
-    out = out.with_columns(flag.replace_strict({True: ctx.t("churn.control"), False: ctx.t("churn.contact")},
-                                               return_dtype=pl.Utf8).alias(ctx.t("churn.col.group")))
-    kept = int(flag.sum())
-    st.caption(ctx.t("churn.export_note", n=fmt.number(out.height, lang), held=fmt.number(kept, lang), seed=seed,
-                     masked=ctx.t("churn.unmasked" if contacts else "churn.masked")))
+    group_label = {True: ctx.t("churn.control"), False: ctx.t("churn.contact")}
+
+    def export() -> pl.DataFrame:  # built when a download is clicked, not on every rerun
+        return churn.export_frame(source, include_contact=contacts, lang=lang).with_columns(
+            flag.replace_strict(group_label, return_dtype=pl.Utf8).alias(ctx.t("churn.col.group")))
+
+    st.caption(ctx.t("churn.export_note", n=fmt.number(source.height, lang), held=fmt.number(int(flag.sum()), lang),
+                     seed=seed, masked=ctx.t("churn.unmasked" if contacts else "churn.masked")))
     x1, x2 = st.columns(2)
     stem = f"churn_risk_{as_of.isoformat()}_{threshold}"
-    x1.download_button(ctx.t("churn.csv"), to_excel_csv(out), file_name=f"{stem}.csv", mime="text/csv",
+    x1.download_button(ctx.t("churn.csv"), lambda: to_excel_csv(export()), file_name=f"{stem}.csv", mime="text/csv",
                        icon=":material/download:", key="k_csv")
-    x2.download_button(ctx.t("churn.xlsx"), lambda: churn.to_xlsx(out), file_name=f"{stem}.xlsx",
+    x2.download_button(ctx.t("churn.xlsx"), lambda: churn.to_xlsx(export()), file_name=f"{stem}.xlsx",
                        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                        icon=":material/table_view:", key="k_xlsx")
-    if out.height > 20_000:
+    if source.height > 20_000:
         st.caption(ctx.t("churn.xlsx_slow"))

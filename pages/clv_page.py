@@ -23,6 +23,7 @@ if ctx.filters is None or ctx.as_of is None:
 st.caption(ctx.t("clv.intro"))
 path, version = frame.cache_key()
 f, as_of, lang, money = ctx.filters, ctx.as_of, ctx.lang, ctx.money
+mf = CV.model_filters(f)  # the models read all history: the period does not apply
 first, _ = frame._bounds(path, version)
 
 # -- settings (kept in the URL) ---------------------------------------------------
@@ -40,12 +41,16 @@ frame.page_param("c_group", GROUPS, "segment")
 frame.page_param("c_log", (), False)
 cal_raw = frame.page_param("c_cal", (), default_cal.isoformat())
 cal_lo, cal_hi = first + timedelta(days=28), as_of - timedelta(days=14)
+if cal_lo >= cal_hi:  # under six weeks of history: nothing to learn from or check against
+    st.warning(ctx.t("clv.too_short", days=(as_of - first).days), icon=":material/data_alert:")
+    st.stop()
 try:
     cal_value = date.fromisoformat(str(cal_raw))
 except ValueError:
     cal_value = default_cal
-if "c_cal_pick" not in st.session_state:
-    st.session_state["c_cal_pick"] = min(max(cal_value, cal_lo), cal_hi) if cal_lo < cal_hi else default_cal
+# Kept inside the data's dates on every run (an import or undo may move them).
+picked_cal = st.session_state.get("c_cal_pick", cal_value)
+st.session_state["c_cal_pick"] = min(max(picked_cal if isinstance(picked_cal, date) else cal_value, cal_lo), cal_hi)
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
@@ -66,7 +71,7 @@ notes = [frame.filter_caption(ctx), ctx.t("clv.all_history", date=fmt.day(as_of,
 st.caption(" · ".join(n for n in notes if n))
 
 with st.spinner(ctx.t("clv.fitting")):
-    scored = frame.clv_scored(path, version, f, as_of, settings)
+    scored = frame.clv_scored(path, version, mf, as_of, settings)
 if scored.problems:
     st.warning(ctx.t("clv.not_enough") + "\n\n" + "\n".join(f"- {p}" for p in scored.problems),
                icon=":material/data_alert:")
@@ -76,8 +81,8 @@ if scored.error:
     st.stop()
 customers = scored.customers
 with st.spinner(ctx.t("clv.fitting")):
-    boot = frame.clv_bootstrap(path, version, f, as_of, settings)
-    check = frame.clv_validation(path, version, f, cal_end, as_of, settings)
+    boot = frame.clv_bootstrap(path, version, mf, as_of, settings)
+    check = frame.clv_validation(path, version, mf, cal_end, as_of, CV.Settings(unit=settings.unit))
 
 # -- the headline -----------------------------------------------------------------
 total = boot.filter(pl.col("group") == "all").row(0, named=True)
@@ -117,7 +122,7 @@ reading = cc.reading_group(boot, group, lang, money)
 if reading:
     st.markdown(reading)
 st.caption(ctx.t("clv.interval_note") + " " + ctx.t("clv.terms_short"))
-ratios = CV.clv_to_cac(customers, frame.clv_cac(path, version, f))
+ratios = CV.clv_to_cac(customers, frame.clv_cac(path, version, mf))
 st.markdown(f"**{ctx.t('clv.cac')}**")
 if ratios.height:
     st.dataframe(ratios.select(
@@ -173,9 +178,10 @@ st.caption(ctx.t("clv.params_note", corr=fmt.number(scored.correlation, lang, 2)
 # -- the customers ---------------------------------------------------------------------
 st.subheader(ctx.t("clv.customers_top"))
 listing = customers.sort("clv", descending=True).select(
-    pl.col("customer_id").map_elements(R.mask_id, return_dtype=pl.Utf8), "frequency", "recency", "T",
+    "customer_id", "frequency", "recency", "T",
     "historical_clv", "clv", "p_alive", "expected_purchases", "segment", "acquisition_channel", "region", "tier")
 shown = listing.head(50).with_columns(
+    pl.col("customer_id").map_elements(R.mask_id, return_dtype=pl.Utf8),
     pl.col("historical_clv", "clv").map_elements(money.full, return_dtype=pl.Utf8),
     pl.col("p_alive").map_elements(lambda p: fmt.percent(p, lang, 0), return_dtype=pl.Utf8),
     pl.col("expected_purchases").round(2), pl.col("recency", "T").round(0).cast(pl.Int64),
@@ -185,5 +191,7 @@ shown = listing.head(50).with_columns(
     pl.col("segment").map_elements(lambda c: cc.group_label("segment", c, lang), return_dtype=pl.Utf8),
 ).rename({c: ctx.t(f"clv.col.{c}") for c in listing.columns})
 st.dataframe(shown, hide_index=True, width="stretch", height=320)
-st.download_button(ctx.t("clv.download"), to_excel_csv(listing), file_name=f"clv_{as_of.isoformat()}.csv",
-                   mime="text/csv", icon=":material/download:")
+st.download_button(  # built when clicked: a million rows are not rebuilt on every rerun
+    ctx.t("clv.download"),
+    lambda: to_excel_csv(listing.with_columns(pl.col("customer_id").map_elements(R.mask_id, return_dtype=pl.Utf8))),
+    file_name=f"clv_{as_of.isoformat()}.csv", mime="text/csv", icon=":material/download:")

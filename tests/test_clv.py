@@ -548,3 +548,21 @@ def test_the_penalizer_shrinks_and_is_checked(cdnow_summary):
         C.fit_bgnbd(s["x"], s["t_x"], s["T"], penalizer=-1.0)
     g = C.fit_gamma_gamma(s["x"], s["m"], penalizer=0.01)
     assert g.converged and g.p < C.fit_gamma_gamma(s["x"], s["m"]).p
+
+
+def test_per_distinct_equals_the_direct_evaluation():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 5, 50_000).astype(float)
+    tx = np.where(x > 0, rng.integers(0, 30, x.size), 0).astype(float)
+    T = tx + rng.integers(0, 30, x.size)
+    m = C.BGNBD(r=0.6, alpha=20.0, a=0.8, b=3.0)
+    direct = np.asarray(m.expected_purchases(90.0, x, tx, T))
+    got = C.per_distinct(lambda a, b, c: m.expected_purchases(90.0, a, b, c), x, tx, T, block=7)
+    assert got == pytest.approx(direct, rel=1e-12)
+    g = C.GammaGamma(p=6.0, q=4.0, gamma=15.0)
+    spend = rng.gamma(5, 10, x.size)
+    whole = np.asarray(C.clv(m, g, x, tx, T, spend, horizon_months=6))  # per distinct row
+    parts = np.concatenate([np.atleast_1d(C.clv(m, g, x[i:i + 10_000], tx[i:i + 10_000], T[i:i + 10_000],
+                                                spend[i:i + 10_000], horizon_months=6))
+                            for i in range(0, x.size, 10_000)])  # small: evaluated directly
+    assert whole == pytest.approx(parts, rel=1e-12)

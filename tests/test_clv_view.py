@@ -57,43 +57,40 @@ def test_default_calibration_end_keeps_a_third_between_8_and_52_weeks():
 
 
 def _costs_store() -> Store:
-    """F1, F2 acquired by facebook (first orders 10 Jan and 20 Mar 2024), Z1 by zalo_oa;
-    an acquisition cost of 1,000 for facebook over January to February (only F1
-    falls in it), 500 for shopee (nobody acquired); R1 referred with a 40 reward,
-    R2 with 60."""
-    customers = pl.DataFrame({"customer_id": ["F1", "F2", "Z1", "R1", "R2"],
-                              "acquisition_channel": ["facebook", "facebook", "zalo_oa", "referral", "referral"]})
-    orders = pl.DataFrame({
-        "order_id": ["o1", "o2", "o3", "o4", "o5"], "customer_id": ["F1", "F2", "Z1", "R1", "R2"],
-        "ordered_at": [datetime(2024, 1, 10), datetime(2024, 3, 20), datetime(2024, 1, 5), datetime(2024, 2, 1),
-                       datetime(2024, 2, 2)],
-        "revenue": [100.0] * 5, "status": ["completed"] * 5})
-    costs = pl.DataFrame({"cost_id": ["c1", "c2", "c3"], "programme": ["acquisition:facebook", "Acquisition:Shopee",
-                                                                         "loyalty"],
-                          "period_start": [date(2024, 1, 1), date(2024, 1, 1), date(2024, 1, 1)],
-                          "period_end": [date(2024, 2, 29), date(2024, 2, 29), date(2024, 12, 31)],
-                          "amount": [1000.0, 500.0, 9999.0]})
+    """F1 (cost 1,000) and F2 (cost 3,000) acquired by facebook, F3 by facebook with no
+    known cost, Z1 by zalo_oa (cost 0), R1 and R2 referred (no cost of their own;
+    rewards 40 and 60) in Hà Nội and Huế."""
+    customers = pl.DataFrame({"customer_id": ["F1", "F2", "F3", "Z1", "R1", "R2"],
+                              "acquisition_channel": ["facebook", "facebook", "facebook", "zalo_oa", "referral",
+                                                      "referral"],
+                              "acquisition_cost": [1000.0, 3000.0, None, 0.0, None, None],
+                              "region": ["Hà Nội", "Huế", "Hà Nội", "Hà Nội", "Hà Nội", "Huế"]})
     referrals = pl.DataFrame({"referral_id": ["r1", "r2"], "referrer_id": ["F1", "F1"], "referred_id": ["R1", "R2"],
                               "referred_at": [datetime(2024, 2, 1), datetime(2024, 2, 2)], "reward_cost": [40.0, 60.0]})
     s = Store(":memory:")
-    s.load_frames({"customers": customers, "orders": orders, "programme_costs": costs, "referrals": referrals},
-                  kind="test")
+    s.load_frames({"customers": customers, "referrals": referrals}, kind="test")
     return s
 
 
 def test_acquisition_costs_and_clv_to_cac_by_hand():
     s = _costs_store()
-    costs = V.acquisition_costs(s, ALL).sort("channel")
-    got = {r["channel"]: r for r in costs.iter_rows(named=True)}
-    assert set(got) == {"facebook", "referral"}  # shopee acquired nobody in its dates
-    assert got["facebook"]["customers"] == 1 and got["facebook"]["cac"] == pytest.approx(1000.0)
-    assert got["referral"]["customers"] == 2 and got["referral"]["cac"] == pytest.approx(50.0)
-    customers = pl.DataFrame({"acquisition_channel": ["facebook", "facebook", "referral", "referral", "zalo_oa"],
-                              "total_value": [3000.0, 1000.0, 100.0, 300.0, 50.0]})
+    keys = dict(s.query("SELECT customer_id, customer_key FROM customers").iter_rows())
+    costs = V.acquisition_costs(s, ALL)
+    by_key = dict(costs.iter_rows())
+    assert by_key == {keys["F1"]: 1000.0, keys["F2"]: 3000.0, keys["Z1"]: 0.0, keys["R1"]: 40.0, keys["R2"]: 60.0}
+    customers = pl.DataFrame({
+        "customer_key": [keys[c] for c in ("F1", "F2", "F3", "Z1", "R1", "R2")],
+        "acquisition_channel": ["facebook", "facebook", "facebook", "zalo_oa", "referral", "referral"],
+        "total_value": [3000.0, 1000.0, 99_999.0, 50.0, 100.0, 300.0]}).cast({"customer_key": pl.Int32})
     ratio = {r["channel"]: r for r in V.clv_to_cac(customers, costs).iter_rows(named=True)}
-    assert ratio["facebook"]["value"] == pytest.approx(2000.0) and ratio["facebook"]["ratio"] == pytest.approx(2.0)
-    assert ratio["referral"]["ratio"] == pytest.approx(200.0 / 50.0)
-    assert "zalo_oa" not in ratio  # no cost known
+    # facebook: F3 has no known cost, so neither its value nor a cost counts
+    assert ratio["facebook"]["customers"] == 2 and ratio["facebook"]["value"] == pytest.approx(2000.0)
+    assert ratio["facebook"]["cac"] == pytest.approx(2000.0) and ratio["facebook"]["ratio"] == pytest.approx(1.0)
+    assert ratio["referral"]["cac"] == pytest.approx(50.0) and ratio["referral"]["ratio"] == pytest.approx(4.0)
+    assert ratio["zalo_oa"]["ratio"] is None  # a cost of 0: no ratio, never infinite
+    # a region filter narrows the customers and their costs alike
+    hue = V.acquisition_costs(s, Filters(start=date(2000, 1, 1), end=date(2030, 1, 1), regions=("Huế",)))
+    assert sorted(hue["cost"].to_list()) == [60.0, 3000.0]
     s.close()
 
 
@@ -226,3 +223,13 @@ def test_scoring_with_given_models_does_not_refit(simulated, monkeypatch):
     b = V.score(s, ALL, as_of=end, settings=V.Settings(horizon_months=24), fitted=fitted)
     assert a.ok and b.ok and a.bgnbd == b.bgnbd == fitted.bgnbd
     assert float(b.customers["clv"].sum()) > float(a.customers["clv"].sum())
+
+
+def test_model_filters_drop_the_period_and_window_but_keep_who():
+    a = Filters(start=date(2024, 1, 1), end=date(2024, 3, 31), channels=("shopee",), regions=("Huế",),
+                loyalty="member", inactivity_days=30)
+    b = Filters(start=date(2025, 5, 1), end=date(2025, 6, 30), channels=("shopee",), regions=("Huế",),
+                loyalty="member", inactivity_days=120)
+    assert V.model_filters(a) == V.model_filters(b)
+    assert V.model_filters(a).channels == ("shopee",) and V.model_filters(a).loyalty == "member"
+    assert V.model_filters(a) != V.model_filters(Filters(start=date(2024, 1, 1), end=date(2024, 3, 31)))

@@ -32,20 +32,27 @@ def group_label(group: str, value: str, lang: str) -> str:
     return str(value)
 
 
-def distribution(customers: pl.DataFrame, lang: str, money: fmt.Money, *, log: bool) -> go.Figure:
-    """Histograms of historical and predicted CLV per customer (log10 of the value
-    with ``log``; customers with no value then sit in the first bin)."""
+def distribution(customers: pl.DataFrame, lang: str, money: fmt.Money, *, log: bool, bins: int = 60) -> go.Figure:
+    """Histograms of historical and predicted CLV per customer on shared bins (log10
+    of the value with ``log``; customers with no value then sit in the first bin).
+    Binned here, so the figure stays small at any number of customers."""
+    series = []
+    for col in ("historical_clv", "clv"):
+        v = customers[col].to_numpy().astype(float) * money.convert(1.0)
+        series.append(np.log10(np.clip(v, 1.0, None)) if log else v)
+    lo = min(float(np.nanmin(a)) for a in series)
+    hi = max(float(np.nanmax(a)) for a in series)
+    edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+    mids, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
     fig = go.Figure()
-    for col, name, colour in (("historical_clv", t("clv.historical", lang), PALETTE[0]),
-                              ("clv", t("clv.predicted", lang), PALETTE[1])):
-        v = np.array([money.convert(x) for x in customers[col].to_list()], dtype=float)
-        if log:
-            v = np.log10(np.clip(v, 1.0, None))
-        fig.add_histogram(x=v, name=name, opacity=0.6, marker_color=colour, nbinsx=60)
-    fig.update_layout(barmode="overlay", yaxis={"title": t("clv.customers", lang)},
+    for values, name, colour in zip(series, (t("clv.historical", lang), t("clv.predicted", lang)), PALETTE[:2]):
+        counts, _ = np.histogram(values[np.isfinite(values)], bins=edges)
+        fig.add_bar(x=mids.tolist(), y=counts.tolist(), width=width, name=name, opacity=0.6, marker_color=colour,
+                    hovertemplate="%{y:,}<extra>" + name + "</extra>")
+    fig.update_layout(barmode="overlay", bargap=0, yaxis={"title": t("clv.customers", lang)},
                       xaxis={"title": t("clv.value_log" if log else "clv.value", lang, unit=money.symbol)})
     if log:
-        ticks = list(range(0, 10))
+        ticks = list(range(int(np.floor(lo)), int(np.ceil(hi)) + 1))
         fig.update_xaxes(tickvals=ticks, ticktext=[money.short(10 ** k / money.convert(1.0)) for k in ticks])
     fig = _layout(fig, lang, t("clv.dist_title", lang))
     fig.update_layout(hovermode="closest")
@@ -53,12 +60,24 @@ def distribution(customers: pl.DataFrame, lang: str, money: fmt.Money, *, log: b
 
 
 def boxes(customers: pl.DataFrame, group: str, lang: str, money: fmt.Money, *, log: bool) -> go.Figure:
-    """Predicted CLV per customer by group, as box plots (outliers shown)."""
+    """Predicted CLV per customer by group as box plots from exact quartiles (whiskers
+    at the furthest values within 1.5 IQR; outliers not drawn, so the figure stays
+    small at any number of customers)."""
+    scale = money.convert(1.0)
+    stats = customers.group_by(pl.col(group).cast(pl.Utf8).alias("g")).agg(
+        pl.col("clv").quantile(0.25, "linear").alias("q1"), pl.col("clv").median().alias("med"),
+        pl.col("clv").quantile(0.75, "linear").alias("q3"), pl.col("clv").mean().alias("mean"),
+        pl.col("clv").alias("v")).sort("g")
     fig = go.Figure()
-    for i, ((value,), part) in enumerate(sorted(customers.partition_by(group, as_dict=True).items(),
-                                                 key=lambda kv: str(kv[0][0]))):
-        fig.add_box(y=[money.convert(v) for v in part["clv"].to_list()], name=group_label(group, str(value), lang),
-                    marker_color=PALETTE[i % len(PALETTE)], boxpoints="outliers", showlegend=False)
+    for i, r in enumerate(stats.iter_rows(named=True)):
+        iqr = r["q3"] - r["q1"]
+        v = np.asarray(r["v"], dtype=float)
+        low = float(v[v >= r["q1"] - 1.5 * iqr].min())
+        high = float(v[v <= r["q3"] + 1.5 * iqr].max())
+        fig.add_trace(go.Box(
+            x=[group_label(group, r["g"], lang)], q1=[r["q1"] * scale], median=[r["med"] * scale],
+            q3=[r["q3"] * scale], lowerfence=[low * scale], upperfence=[high * scale], mean=[r["mean"] * scale],
+            marker_color=PALETTE[i % len(PALETTE)], showlegend=False, name=group_label(group, r["g"], lang)))
     fig.update_layout(yaxis={"title": t("clv.predicted", lang), "type": "log" if log else "linear"})
     fig = _layout(fig, lang, t("clv.box_title", lang, group=t(f"clv.group.{group}", lang).lower()))
     fig.update_layout(hovermode="closest")

@@ -3,6 +3,7 @@ cached metric calls. Pages read :func:`context` and call the cached functions he
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -80,13 +81,13 @@ def cell_customers(path: str, version: str, filters: Filters, spec: R.CohortSpec
     return R.cell_customers(get_store(path), filters, spec, cohort=cohort, k=k, later=later, segment=segment)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=8)
 def clv_fit(path: str, version: str, filters: Filters, as_of: date, unit: str) -> CV.Scored:
     """The models, refitted only when the data, filters, date or unit change."""
     return CV.fit(store(), filters, as_of=as_of, unit=unit)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=4)
 def clv_scored(path: str, version: str, filters: Filters, as_of: date, settings: CV.Settings) -> CV.Scored:
     return CV.score(store(), filters, as_of=as_of, settings=settings,
                     fitted=clv_fit(path, version, filters, as_of, settings.unit))
@@ -109,7 +110,7 @@ def clv_cac(path: str, version: str, filters: Filters) -> pl.DataFrame:
     return CV.acquisition_costs(store(), filters)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=4)
 def churn_list(path: str, version: str, filters: Filters, as_of: date, settings: CV.Settings,
                unmasked: bool = False) -> pl.DataFrame | None:
     """The churn-risk list on the CLV page's fitted models (None when they cannot be
@@ -160,6 +161,8 @@ def page_param(key: str, allowed: tuple | list, default):
                 try:
                     value = float(raw)
                 except ValueError:
+                    value = default
+                if not math.isfinite(value):  # "nan", "inf": never a setting
                     value = default
             elif isinstance(default, int):
                 try:
