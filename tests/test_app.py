@@ -489,3 +489,35 @@ def test_churn_page_explains_when_there_is_too_little_data(tiny_db, monkeypatch)
     at = churn_app(tiny_db, monkeypatch, period="all")
     assert not at.exception, at.exception
     assert any("not enough data" in w.value for w in at.warning)
+
+
+@pytest.fixture()
+def short_db(tmp_path) -> Path:
+    """150 customers, two orders each, all within 30 days: too short a history."""
+    import polars as pl
+    from datetime import datetime, timedelta
+
+    n = 150
+    orders = pl.DataFrame({
+        "order_id": [f"S{i}-{j}" for i in range(n) for j in range(2)],
+        "customer_id": [f"C{i}" for i in range(n) for _ in range(2)],
+        "ordered_at": [datetime(2026, 6, 1) + timedelta(days=(i % 15) + 15 * j) for i in range(n) for j in range(2)],
+        "revenue": [100_000.0] * (2 * n), "status": ["completed"] * (2 * n)})
+    return make_db(tmp_path / "short.duckdb", {"orders": orders})
+
+
+@pytest.mark.parametrize("page", ["pages/clv_page.py", "pages/churn_page.py"])
+def test_model_pages_explain_a_short_history_instead_of_failing(short_db, monkeypatch, page):
+    at = app(short_db, monkeypatch, lang="en", period="all")
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert at.warning or at.info or at.error  # a plain message: too short, not enough, or why the fit failed
+
+
+def test_junk_numbers_in_the_url_fall_back_to_the_defaults(demo_db, monkeypatch):
+    at = clv_app(demo_db, monkeypatch, c_disc="nan", c_margin="inf", c_cal="not-a-date")
+    assert not at.exception, at.exception
+    assert by_label(at.number_input, "Annual discount rate (%)").value == 10.0
+    assert by_label(at.number_input, "Margin when orders carry none (%)").value == 30.0
+    assert "c_disc" not in at.query_params and "c_margin" not in at.query_params
