@@ -429,9 +429,9 @@ EXPORT_COLUMNS: dict[str, tuple[str, str]] = {
     "expected_next_order": ("Expected next order", "Ngày mua tiếp theo dự kiến"),
     "last_channel": ("Last channel", "Kênh mua gần nhất"),
     "latest_nps": ("Latest NPS", "NPS gần nhất"),
-    "historical_revenue": ("Revenue to date", "Doanh thu đến nay"),
-    "predicted_clv": ("Predicted CLV", "CLV dự báo"),
-    "value_at_risk": ("Value at risk", "Giá trị có nguy cơ mất"),
+    "historical_revenue": ("Revenue to date (VND)", "Doanh thu đến nay (VND)"),
+    "predicted_clv": ("Predicted CLV (VND)", "CLV dự báo (VND)"),
+    "value_at_risk": ("Value at risk (VND)", "Giá trị có nguy cơ mất (VND)"),
     "action": ("Suggested action", "Hành động đề xuất"),
 }
 CONTACT_COLUMNS = ("name", "email", "phone")
