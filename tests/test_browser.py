@@ -184,8 +184,7 @@ def test_retention_page_in_the_browser(flow_sentence, server, browser):
     """The Retention page draws its charts, its sentences carry the numbers the
     metrics compute, and the customers behind a cell are listed."""
     page, seconds = open_page(browser, server + "/retention?lang=en", ready="text=Cohort table")
-    page.wait_for_selector(".js-plotly-plot", timeout=30_000)
-    assert page.locator(".js-plotly-plot").count() >= 7
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 7", timeout=60_000)
     assert page.get_by_text(flow_sentence).count() == 1
     assert page.get_by_text("Customers behind a cell").count() == 1
     assert page.get_by_text("Download the cohort table (CSV)").count() == 1
@@ -207,8 +206,8 @@ def test_retention_page_in_the_browser(flow_sentence, server, browser):
 def test_clv_page_in_the_browser(server, browser):
     """The CLV page fits the models on the demo data and says whether to trust them."""
     page, seconds = open_page(browser, server + "/clv?lang=en", ready="text=Can we trust the model?", height=7000)
-    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-    assert page.locator(".js-plotly-plot").count() >= 9
+    # Plotly draws each chart after the script has finished: wait for all of them.
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 9", timeout=60_000)
     assert page.get_by_text("customers are expected to bring", exact=False).count() == 1
     assert page.get_by_text("The top 20% of customers hold", exact=False).count() == 1
     assert page.get_by_text("The model is", exact=False).count() >= 1
@@ -219,8 +218,7 @@ def test_clv_page_in_the_browser(server, browser):
 def test_churn_page_in_the_browser(server, browser):
     """The Churn-risk page ranks the customers at risk and offers the campaign export."""
     page, seconds = open_page(browser, server + "/churn?lang=en", ready="text=Who to win back", height=4200)
-    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-    assert page.locator(".js-plotly-plot").count() >= 3
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
     assert page.get_by_text("are at risk; they have brought", exact=False).count() == 1
     assert page.get_by_text("Targeting the riskiest 10%", exact=False).count() == 1
     assert page.get_by_text("Download XLSX").count() == 1
