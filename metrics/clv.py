@@ -95,7 +95,13 @@ _INVALID = 1e99  # objectives return 1e100 where the log-likelihood is not finit
 
 
 class ModelError(ValueError):
-    """A model cannot be fitted or used; the message says why, in plain English."""
+    """A model cannot be fitted or used; the message says why, in plain English.
+    ``code`` names the reason for a page to translate (None for misuse by code:
+    invalid arguments), with ``values`` for its message."""
+
+    def __init__(self, message: str, code: str | None = None, **values: Any) -> None:
+        super().__init__(message)
+        self.code, self.values = code, values
 
 
 # ---------------------------------------------------------------------------------
@@ -213,34 +219,38 @@ def holdout_summary(
     return store.query(sql, {**params, "margin_rate": margin_rate}).select(HOLDOUT_COLUMNS)
 
 
-def sufficiency(summary: pl.DataFrame) -> list[str]:
-    """What the summary lacks for the models, in plain English (empty = enough).
-
-    Needs :data:`MIN_CUSTOMERS` customers and :data:`MIN_REPEAT_CUSTOMERS` repeat
-    customers for BG/NBD, and as many repeat customers with a positive mean spend for
-    Gamma-Gamma.
-    """
-    missing: list[str] = []
-    n = summary.height
+def shortfalls(summary: pl.DataFrame) -> list[tuple[str, dict[str, int]]]:
+    """What the summary lacks for the models, as (code, values): ``customers`` (fewer
+    than :data:`MIN_CUSTOMERS` customers), ``repeaters`` (fewer than
+    :data:`MIN_REPEAT_CUSTOMERS` repeat customers, for BG/NBD) and ``spenders`` (as
+    few repeat customers with a positive mean spend, for Gamma-Gamma); values: n (what
+    there is) and need. Empty = enough."""
+    out: list[tuple[str, dict[str, int]]] = []
     repeat = summary.filter(pl.col("frequency") > 0)
-    if n < MIN_CUSTOMERS:
-        missing.append(
-            f"Only {n:,} customers have a completed order in the calibration period; "
-            f"the purchase model needs at least {MIN_CUSTOMERS:,}."
-        )
+    if summary.height < MIN_CUSTOMERS:
+        out.append(("customers", {"n": summary.height, "need": MIN_CUSTOMERS}))
     if repeat.height < MIN_REPEAT_CUSTOMERS:
-        missing.append(
-            f"Only {repeat.height:,} customers bought again after their first purchase; "
-            f"at least {MIN_REPEAT_CUSTOMERS:,} repeat customers are needed to estimate "
-            "how often customers buy and when they stop."
-        )
+        out.append(("repeaters", {"n": repeat.height, "need": MIN_REPEAT_CUSTOMERS}))
     spenders = repeat.filter(pl.col("monetary_value") > 0).height
     if spenders < MIN_REPEAT_CUSTOMERS:
-        missing.append(
-            f"Only {spenders:,} repeat customers have a positive spend on their repeat purchases; "
-            f"the spend model needs at least {MIN_REPEAT_CUSTOMERS:,}."
-        )
-    return missing
+        out.append(("spenders", {"n": spenders, "need": MIN_REPEAT_CUSTOMERS}))
+    return out
+
+
+SHORTFALL_TEXT = {
+    "customers": "Only {n:,} customers have a completed order in the calibration period; "
+                 "the purchase model needs at least {need:,}.",
+    "repeaters": "Only {n:,} customers bought again after their first purchase; at least {need:,} repeat "
+                 "customers are needed to estimate how often customers buy and when they stop.",
+    "spenders": "Only {n:,} repeat customers have a positive spend on their repeat purchases; "
+                "the spend model needs at least {need:,}.",
+}
+
+
+def sufficiency(summary: pl.DataFrame) -> list[str]:
+    """What the summary lacks for the models, in plain English (empty = enough): the
+    :func:`shortfalls` as sentences."""
+    return [SHORTFALL_TEXT[code].format(**values) for code, values in shortfalls(summary)]
 
 
 # ---------------------------------------------------------------------------------
@@ -762,7 +772,8 @@ def fit_bgnbd(frequency: Any, recency: Any, T: Any, *, weights: Any = None, pena
     (x, tx, T_), w, facts = _collapse([x, tx, T_], w)
     scale = float(np.average(T_, weights=w))
     if not scale > 0:
-        raise ModelError("every customer made the first purchase on the last day; there is no history to learn from")
+        raise ModelError("every customer made the first purchase on the last day; there is no history to learn from",
+                         "no_history")
     unscaled = _BGNBDSums(x, w, facts)
     sums = unscaled.rescaled(scale)
 
@@ -784,7 +795,7 @@ def fit_bgnbd(frequency: Any, recency: Any, T: Any, *, weights: Any = None, pena
     if not converged:
         raise ModelError(
             "The purchase model did not converge: the purchase histories do not pin down how often "
-            "customers buy and when they stop (too little or too regular data)."
+            "customers buy and when they stop (too little or too regular data).", "bgnbd_converge"
         )
     r, alpha_s, a, b = np.exp(phi)
     alpha = float(alpha_s * scale)
@@ -961,13 +972,13 @@ def fit_gamma_gamma(frequency: Any, monetary_value: Any, *, weights: Any = None,
     if not converged:
         raise ModelError(
             "The spend model did not converge: spend per purchase does not vary enough between "
-            "customers to be modelled."
+            "customers to be modelled.", "gg_converge"
         )
     p, q, g_s = np.exp(phi)
     if q <= 1:
         raise ModelError(
             f"The spend model found q = {q:.3g} <= 1, so the average spend per purchase is undefined "
-            "(a few customers with extreme spend dominate); check the data for outliers."
+            "(a few customers with extreme spend dominate); check the data for outliers.", "gg_q", q=float(q)
         )
     g = float(g_s * scale)
     cov = _covariance(total_grad, phi, np.array([p, q, g]))

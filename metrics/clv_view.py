@@ -84,6 +84,9 @@ class Scored:
     correlation: float = float("nan")
     problems: list[str] = field(default_factory=list)
     error: str | None = None
+    shortfalls: list[tuple[str, dict]] = field(default_factory=list)  # the problems as codes, to translate
+    error_code: str | None = None
+    error_values: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -117,13 +120,13 @@ def fit(store: Store, f: Filters, *, as_of: date, unit: str = "days") -> Scored:
     summary = M.customer_summary(store, f, calibration_end=as_of, unit=unit)
     problems = M.sufficiency(summary)
     if problems:
-        return Scored(problems=problems)
+        return Scored(problems=problems, shortfalls=M.shortfalls(summary))
     x = summary["frequency"]
     try:
         bg = M.fit_bgnbd(x, summary["recency"], summary["T"])
         gg = M.fit_gamma_gamma(x, summary["monetary_value"])
     except M.ModelError as e:
-        return Scored(error=str(e))
+        return Scored(error=str(e), error_code=e.code, error_values=e.values)
     return Scored(None, bg, gg, M.frequency_monetary_correlation(x, summary["monetary_value"]))
 
 
@@ -340,6 +343,9 @@ class Validation:
     bgnbd: M.BGNBD | None = None
     problems: list[str] = field(default_factory=list)
     error: str | None = None
+    shortfalls: list[tuple[str, dict]] = field(default_factory=list)
+    error_code: str | None = None
+    error_values: dict = field(default_factory=dict)
 
 
 def default_calibration_end(first: date, as_of: date) -> date:
@@ -364,18 +370,19 @@ def validate(store: Store, f: Filters, *, calibration_end: date, holdout_end: da
     with what they did (see the module docstring)."""
     v = Validation(calibration_end, holdout_end)
     if holdout_end <= calibration_end:
-        v.error = "The calibration period must end before the last date of the data."
+        v.error, v.error_code = "The calibration period must end before the last date of the data.", "calibration"
         return v
     unit = settings.unit
     cal = M.customer_summary(store, f, calibration_end=calibration_end, unit=unit,
                              margin_rate=settings.margin_rate)
-    v.problems = [p for p in M.sufficiency(cal) if "spend" not in p]
+    v.shortfalls = [(c, vals) for c, vals in M.shortfalls(cal) if c != "spenders"]  # BG/NBD only
+    v.problems = [M.SHORTFALL_TEXT[c].format(**vals) for c, vals in v.shortfalls]
     if v.problems:
         return v
     try:
         bg = M.fit_bgnbd(cal["frequency"], cal["recency"], cal["T"])
     except M.ModelError as e:
-        v.error = str(e)
+        v.error, v.error_code, v.error_values = str(e), e.code, e.values
         return v
     hold = M.holdout_summary(store, f, calibration_end, holdout_end, unit, margin_rate=settings.margin_rate)
     t = float(hold["t"][0])

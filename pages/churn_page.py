@@ -15,6 +15,7 @@ from data.importer import to_excel_csv
 from metrics import churn, rfm
 from metrics import clv_view as CV
 from metrics import retention as R
+from pages.ui import clv_charts as cc
 from pages.ui import fmt, frame
 from pages.ui.charts import _layout
 from pages.ui.clv_charts import PALETTE
@@ -50,12 +51,12 @@ if "k_seg_pick" not in st.session_state:
 
 with st.spinner(ctx.t("clv.fitting")):
     scored = frame.clv_scored(path, version, mf, as_of, settings)
+why = cc.explain(scored.problems, scored.shortfalls, scored.error, scored.error_code, scored.error_values, lang)
 if scored.problems:
-    st.warning(ctx.t("clv.not_enough") + "\n\n" + "\n".join(f"- {p}" for p in scored.problems),
-               icon=":material/data_alert:")
+    st.warning(ctx.t("clv.not_enough") + "\n\n" + "\n".join(f"- {p}" for p in why), icon=":material/data_alert:")
     st.stop()
 if scored.error:
-    st.error(ctx.t("clv.fit_failed", reason=scored.error), icon=":material/error:")
+    st.error(ctx.t("clv.fit_failed", reason=why[-1]), icon=":material/error:")
     st.stop()
 with st.spinner(ctx.t("churn.scoring")):
     lst = frame.churn_list(path, version, mf, as_of, settings)

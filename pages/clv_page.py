@@ -72,12 +72,12 @@ st.caption(" · ".join(n for n in notes if n))
 
 with st.spinner(ctx.t("clv.fitting")):
     scored = frame.clv_scored(path, version, mf, as_of, settings)
+why = cc.explain(scored.problems, scored.shortfalls, scored.error, scored.error_code, scored.error_values, lang)
 if scored.problems:
-    st.warning(ctx.t("clv.not_enough") + "\n\n" + "\n".join(f"- {p}" for p in scored.problems),
-               icon=":material/data_alert:")
+    st.warning(ctx.t("clv.not_enough") + "\n\n" + "\n".join(f"- {p}" for p in why), icon=":material/data_alert:")
     st.stop()
 if scored.error:
-    st.error(ctx.t("clv.fit_failed", reason=scored.error), icon=":material/error:")
+    st.error(ctx.t("clv.fit_failed", reason=why[-1]), icon=":material/error:")
     st.stop()
 customers = scored.customers
 with st.spinner(ctx.t("clv.fitting")):
@@ -141,7 +141,8 @@ else:
 st.subheader(ctx.t("clv.check"))
 st.caption(ctx.t("clv.check_intro", start=fmt.day(cal_end, lang), end=fmt.day(as_of, lang)))
 if check.problems or check.error:
-    st.warning("\n".join([*check.problems, check.error or ""]).strip(), icon=":material/data_alert:")
+    st.warning("\n".join(cc.explain(check.problems, check.shortfalls, check.error, check.error_code,
+                                    check.error_values, lang)), icon=":material/data_alert:")
 else:
     v1, v2 = st.columns(2)
     v1.plotly_chart(cc.holdout_bars(check, lang), width="stretch")

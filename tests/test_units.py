@@ -203,3 +203,12 @@ def test_a_heatmap_click_reads_back_as_its_cohort_and_period():
     assert picked_cell(None) is None
     assert picked_cell({"selection": {"points": [{"customdata": ["x"]}]}}) is None  # not a cell
     assert picked_cell({"selection": {"points": [{"customdata": ["", "", "", "", "not a date", 1]}]}}) is None
+
+
+def test_model_reasons_are_translated_and_unknown_ones_kept():
+    from pages.ui.clv_charts import explain
+    vi = explain(["Only 5 customers ..."], [("customers", {"n": 5, "need": 100})], None, None, {}, "vi")
+    assert vi == ["Mới có 5 khách có đơn hoàn thành trong giai đoạn học; mô hình số lần mua cần ít nhất 100."]
+    err = explain([], [], "The spend model found q = 0.9 <= 1 ...", "gg_q", {"q": 0.9}, "vi")
+    assert err[0].startswith("Mô hình giá trị mỗi lần mua cho q = 0,9")
+    assert explain([], [], "some new reason", "not_a_code", {}, "vi") == ["some new reason"]

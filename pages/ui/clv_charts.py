@@ -12,7 +12,7 @@ from metrics import clv_view as CV
 from metrics import rfm
 from pages.ui import fmt
 from pages.ui.charts import _layout
-from pages.ui.i18n import label, t
+from pages.ui.i18n import STRINGS, label, t
 
 PALETTE = ["#1F77B4", "#E4572E", "#17BECF", "#76B041", "#9467BD", "#FFB000", "#8C564B", "#E377C2"]
 GROUP_LABEL_PREFIX = {"acquisition_channel": "channel", "tier": "tier"}
@@ -238,3 +238,19 @@ def reading_cac(ratios: pl.DataFrame, lang: str) -> str | None:
     top = ratios.row(0, named=True)
     return t("clv.read.cac", lang, channel=label("channel", top["channel"], lang),
              ratio=fmt.number(top["ratio"], lang, 1))
+
+
+def explain(problems: list[str], shortfalls: list[tuple[str, dict]], error: str | None, code: str | None,
+            values: dict, lang: str) -> list[str]:
+    """Why a model cannot be shown, in ``lang``: the coded reasons translated (the
+    English text of :mod:`metrics.clv` for any reason without a translation)."""
+    out = []
+    for (c, vals), text in zip(shortfalls, problems):
+        key = f"clv.short.{c}"
+        out.append(t(key, lang, n=fmt.number(vals["n"], lang), need=fmt.number(vals["need"], lang))
+                   if key in STRINGS else text)
+    if error:
+        key = f"clv.err.{code}"
+        out.append(t(key, lang, **{k: fmt.number(v, lang, 2) for k, v in values.items()})
+                   if code and key in STRINGS else error)
+    return out
