@@ -15,7 +15,7 @@ from metrics.filters import Filters, ViewState, comparison_period
 from tests.conftest import tiny_frames
 
 PAGES = ["pages/overview_page.py", "pages/retention_page.py", "pages/clv_page.py", "pages/churn_page.py",
-         "pages/data_page.py"]
+         "pages/loyalty_page.py", "pages/data_page.py"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -79,7 +79,7 @@ def test_every_page_renders_on_empty_database(empty_db, monkeypatch, page):
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
-    if page.endswith(("overview_page.py", "retention_page.py", "clv_page.py", "churn_page.py")):
+    if page.endswith(("overview_page.py", "retention_page.py", "clv_page.py", "churn_page.py", "loyalty_page.py")):
         assert "No data yet" in texts(at)
         assert len(at.metric) == 0
     else:
@@ -521,3 +521,38 @@ def test_junk_numbers_in_the_url_fall_back_to_the_defaults(demo_db, monkeypatch)
     assert by_label(at.number_input, "Annual discount rate (%)").value == 10.0
     assert by_label(at.number_input, "Margin when orders carry none (%)").value == 30.0
     assert "c_disc" not in at.query_params and "c_margin" not in at.query_params
+
+
+# -- the Loyalty page ------------------------------------------------------------------------
+def test_loyalty_page_shows_the_causal_answer_beside_the_naive_one(demo_db, monkeypatch):
+    from metrics import loyalty as L
+
+    s = Store(demo_db)
+    first, last = kpis.data_bounds(s)
+    f = ViewState().filters(as_of=last, first=first)
+    v = L.loyalty_view(s, f, as_of=last, value_per_point=100.0, margin_rate=0.3)
+    s.close()
+    at = app(demo_db, monkeypatch, lang="en")
+    at.run()
+    at.switch_page("pages/loyalty_page.py").run()
+    assert not at.exception, at.exception
+    body = texts(at)
+    assert f"{v.causal.matched:,} members compared" in body
+    assert "is larger than the effect because loyal customers are the ones who join" in body
+    assert "of new customers in the period were referred" in body
+    verdicts = [m.value for m in [*at.success, *at.error, *at.warning, *at.info]]
+    assert any(("pays" in m) or ("loses" in m) or ("cannot be shown" in m) or ("unknown" in m) for m in verdicts)
+    by_label(at.number_input, "Extra cost (₫)").set_value(1e9).run()
+    assert not at.exception, at.exception
+    qp = {k: (x[0] if isinstance(x, list) else x) for k, x in at.query_params.items()}
+    assert qp["l_extra"] == "1000000000.0"
+
+
+def test_loyalty_page_says_what_it_cannot_estimate(tiny_db, monkeypatch):
+    at = app(tiny_db, monkeypatch, lang="en", period="all")
+    at.run()
+    at.switch_page("pages/loyalty_page.py").run()
+    assert not at.exception, at.exception
+    infos = [i.value for i in at.info]
+    assert any("No member has full windows" in i for i in infos)  # one member, joined weeks before the end
+    assert "Members have redeemed" not in texts(at)  # no points: no sentence about them

@@ -226,6 +226,17 @@ def test_churn_page_in_the_browser(server, browser):
     page.close()
 
 
+def test_loyalty_page_in_the_browser(server, browser):
+    """The Loyalty page gives the causal answer beside the naive gap."""
+    page, seconds = open_page(browser, server + "/loyalty?lang=en", ready="text=Referral programme", height=5000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000)
+    assert page.get_by_text("members compared", exact=False).count() == 1
+    assert page.get_by_text("is larger than the effect because", exact=False).count() == 1
+    page.wait_for_selector("text=Top advocates", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "loyalty_en.png"))
+    page.close()
+
+
 def test_data_page_in_the_browser(server, browser):
     page, _ = open_page(browser, server + "/data?lang=en", ready="text=Rebuild demo data")
     assert page.get_by_text("What is loaded").count() == 1

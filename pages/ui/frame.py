@@ -15,6 +15,7 @@ from data.store import Store
 from metrics import kpis
 from metrics import churn
 from metrics import clv_view as CV
+from metrics import loyalty as L
 from metrics import retention as R
 from metrics.filters import (
     COMPARISONS, LOYALTY, PERIODS, Filters, ViewState, comparison_period,
@@ -24,7 +25,7 @@ from pages.ui.i18n import LANGUAGES, label, t
 
 CONTEXT_KEY = "_cm_context"
 # URL parameters a page keeps for its own controls (the sidebar leaves them alone).
-PAGE_PREFIXES = ("r_", "c_", "k_")
+PAGE_PREFIXES = ("r_", "c_", "k_", "l_")
 
 
 @st.cache_resource(show_spinner=False)
@@ -134,6 +135,13 @@ def churn_precision(path: str, version: str, filters: Filters, calibration_end: 
                                          shares=shares, unit=settings.unit, margin_rate=settings.margin_rate)
     except CV.M.ModelError as e:
         return str(e)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def loyalty(path: str, version: str, filters: Filters, as_of: date, value_per_point: float, margin_rate: float,
+            extra_cost: float, window_months: int) -> L.LoyaltyView:
+    return L.loyalty_view(store(), filters, as_of=as_of, value_per_point=value_per_point, margin_rate=margin_rate,
+                          extra_cost=extra_cost, window_months=window_months)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
