@@ -35,6 +35,8 @@ network), with the speed-up and the parameters' agreement (max relative differen
 3 significant figures); and the summary at ``--clv-orders`` (10 million) orders, cold
 and warm, on the import benchmark's database of that size if present (else one made by
 repeating the orders). ``--reuse`` keeps the databases already in ``--workdir``.
+With ``--loyalty`` (issue 6), on the largest size: the Loyalty page's whole computation
+(metrics.loyalty.loyalty_view, bootstrap included) cold and warm, with peak RSS.
 With ``--paint``: the app's first paint at the default demo size in headless Chromium
 (time to the title, to all KPI cards, to the script finishing), first and warm loads.
 """
@@ -425,9 +427,37 @@ def _agreement(ours: dict, theirs: dict, names: dict) -> dict:
     return {"max_rel_diff": max(rel.values()), "rel_diff": rel, "agree_3sf": all(same.values())}
 
 
+def child_loyalty(db: str, customers: int) -> dict:
+    """The Loyalty page's whole computation (metrics.loyalty.loyalty_view: health,
+    breakage, the naive comparison, the causal effect with its bootstrap, ROI,
+    referrals) on a freshly opened database (cold), then again (warm), default
+    filters (last 365 days)."""
+    from data.store import Store
+    from metrics import kpis
+    from metrics import loyalty as L
+    from metrics.filters import ViewState
+
+    store = Store(db, read_only=True)
+    first, last = kpis.data_bounds(store)
+    f = ViewState().filters(as_of=last, first=first)
+    t = time.perf_counter()
+    view = L.loyalty_view(store, f, as_of=last, value_per_point=100.0, margin_rate=0.3)
+    cold = time.perf_counter() - t
+    t = time.perf_counter()
+    L.loyalty_view(store, f, as_of=last, value_per_point=100.0, margin_rate=0.3)
+    warm = time.perf_counter() - t
+    orders = int(store.scalar("SELECT count(*) FROM orders"))
+    store.close()
+    c = view.causal
+    return {"cold_s": cold, "warm_s": warm, "orders": orders, "members": c.members, "matched": c.matched,
+            "effect": c.effect, "low": c.low, "high": c.high, "sample_share": c.sample_share,
+            "peak_rss_mb": _rss_mb()}
+
+
 CHILDREN = {"generate": child_generate, "retention": child_retention, "overview": child_overview, "paint": child_paint,
             "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import,
-            "clv": child_clv, "clv_summary": child_clv_summary, "clv_orders_db": child_clv_orders_db}
+            "clv": child_clv, "clv_summary": child_clv_summary, "clv_orders_db": child_clv_orders_db,
+            "loyalty": child_loyalty}
 
 
 def run_child(name: str, db: Path, customers: int) -> dict:
@@ -453,6 +483,8 @@ def main() -> int:
     ap.add_argument("--clv-orders", type=int, default=10_000_000,
                     help="orders for the CLV summary timing (the import benchmark's database of that many rows "
                          "if there, else one made by repeating the largest size's orders)")
+    ap.add_argument("--loyalty", action="store_true",
+                    help="also the Loyalty page's computation (issue 6) on the largest size, cold and warm")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write the databases (default: a temp dir)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the databases already in --workdir instead of generating them again")
@@ -560,6 +592,14 @@ def main() -> int:
               f"purchase days, {sql['customers']:,} customers; {big.name})  cold {sql['cold_s']:6.2f} s   "
               f"warm {sql['warm_s']:6.2f} s   peak RSS {sql['peak_rss_mb']:6.0f} MB")
         results["clv"] = clv_res
+    if args.loyalty:
+        n = max(args.customers)
+        loy = run_child("loyalty", workdir / f"bench_{n}.duckdb", n)
+        results["loyalty"] = {"customers_db": n, **loy}
+        print(f"\n== Loyalty page computation, {n:,}-customer database ({loy['orders']:,} orders): cold "
+              f"{loy['cold_s']:6.2f} s   warm {loy['warm_s']:6.2f} s   peak RSS {loy['peak_rss_mb']:6.0f} MB   "
+              f"({loy['members']:,} members, {loy['matched']:,} matched on a {loy['sample_share']:.0%} sample; "
+              f"effect {loy['effect']:,.0f} [{loy['low']:,.0f}, {loy['high']:,.0f}] VND per member-month)")
     if args.paint:
         db = workdir / f"paint_{args.paint_customers}.duckdb"
         for p in (db, Path(str(db) + ".wal")):
