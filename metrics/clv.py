@@ -504,54 +504,6 @@ class _BGNBDSums:
               inv_tx_u: np.ndarray, r: float) -> tuple[float, float, float, float, np.ndarray]:
         """Per-row sums over ``rows``: of w softplus(d), of w w3 (ln(alpha + T) -
         ln(alpha + t_x)), of w w3 (r + x) (1 / (alpha + T) - 1 / (alpha + t_x)), of w w3,
-        and of w w3 per distinct frequency.
-
-        ``d = c + (r + x) (ln(alpha + T) - ln(alpha + t_x))`` is at least ``c = ln(a /
-        (b + x - 1))`` (T >= t_x), so ``exp(-d)`` stays finite for any parameters the
-        fit tries (log-parameters within +-30); ``softplus(d) = d + ln(1 + exp(-d))``
-        and ``w3 = 1 / (1 + exp(-d))``. A block where it would not is redone with the
-        overflow-free forms."""
-        Ti, txi, xi = self.Ti[rows], self.txi[rows], self.xi[rows]
-        dl = lt_u.take(Ti)
-        dl -= ltx_u.take(txi)
-        rx = self.x[rows] + r
-        d = rx * dl
-        d += c.take(xi)
-        with np.errstate(over="ignore"):
-            e = np.negative(d)
-            np.exp(e, out=e)
-        e += 1.0
-        w3 = np.reciprocal(e)  # expit(d)
-        np.log(e, out=e)
-        e += d  # softplus(d)
-        w = None if self.unweighted else self.w[rows]
-        s_sp = float(e.sum() if w is None else e @ w)
-        if not math.isfinite(s_sp):  # exp(-d) overflowed
-            e = np.logaddexp(0.0, d)
-            w3 = special.expit(d)
-            s_sp = float(e.sum() if w is None else e @ w)
-        if w is not None:
-            w3 *= w
-        s_w3 = float(w3.sum())
-        s3 = np.bincount(xi, weights=w3, minlength=self.xu.size)
-        dl *= w3
-        s_dl = float(dl.sum())
-        di = inv_t_u.take(Ti)
-        di -= inv_tx_u.take(txi)
-        di *= w3
-        di *= rx
-        return s_sp, s_dl, float(di.sum()), s_w3, s3
-
-    def rescaled(self, scale: float) -> _BGNBDSums:
-        """The same rows with times divided by ``scale``."""
-        out = copy.copy(self)
-        out.Tu, out.txu = self.Tu / scale, self.txu / scale
-        return out
-
-    def _rows(self, rows: slice, c: np.ndarray, lt_u: np.ndarray, ltx_u: np.ndarray, inv_t_u: np.ndarray,
-              inv_tx_u: np.ndarray, r: float) -> tuple[float, float, float, float, np.ndarray]:
-        """Per-row sums over ``rows``: of w softplus(d), of w w3 (ln(alpha + T) -
-        ln(alpha + t_x)), of w w3 (r + x) (1 / (alpha + T) - 1 / (alpha + t_x)), of w w3,
         and of w w3 per distinct frequency."""
         Ti, txi, xi = self.Ti[rows], self.txi[rows], self.xi[rows]
         dl = lt_u.take(Ti)
@@ -1044,25 +996,32 @@ def per_distinct(fn, *columns: np.ndarray, block: int = 100_000) -> np.ndarray:
     hypergeometric terms are the costly part); other shapes are passed through."""
     if not columns or columns[0].ndim != 1 or columns[0].size < 2 * block // 10:
         return np.asarray(fn(*columns), dtype=float)
-    frame = pl.DataFrame({f"c{i}": c for i, c in enumerate(columns)})
-    names = frame.columns
-    distinct = frame.unique(maintain_order=True).with_row_index("_g")
-    inverse = frame.join(distinct, on=names, how="left", maintain_order="left")["_g"].to_numpy()
-    cols = [distinct[n].to_numpy() for n in names]
-    out = np.empty(distinct.height)
-    for a in range(0, distinct.height, block):
+    cols, inverse = distinct_rows(*columns)
+    out = np.empty(cols[0].size)
+    for a in range(0, out.size, block):
         out[a:a + block] = np.asarray(fn(*(c[a:a + block] for c in cols)), dtype=float)
     return out[inverse]
 
 
+def distinct_rows(*columns: Any) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of equal-length 1-D columns, in order of first appearance, and
+    for each input row the index of its distinct row: ``(columns, inverse)``, so that
+    ``columns[j][inverse] == the j-th input column``."""
+    frame = pl.DataFrame({f"c{i}": np.asarray(c) for i, c in enumerate(columns)})
+    names = frame.columns
+    distinct = frame.unique(maintain_order=True).with_row_index("_g")
+    inverse = frame.join(distinct, on=names, how="left", maintain_order="left")["_g"].to_numpy()
+    return [distinct[n].to_numpy() for n in names], inverse
+
+
 def score_customers(
     summary: pl.DataFrame, bgnbd: BGNBD, gg: GammaGamma, *, unit: str = "days", horizon_months: int = 12,
-    margin_rate: float = DEFAULT_MARGIN_RATE, monthly_discount_rate: float = 0.01, next_days: int = 90,
+    margin_rate: Any = DEFAULT_MARGIN_RATE, monthly_discount_rate: float = 0.01, next_days: int = 90,
 ) -> pl.DataFrame:
     """The summary with the model's view of each customer: p_alive, churn_risk
     (1 - P(alive)), expected_purchases (in the next ``next_days`` days),
     expected_spend (Gamma-Gamma, per purchase) and clv (:func:`clv` on revenue times
-    ``margin_rate``)."""
+    ``margin_rate``, a number or one per customer)."""
     x, tx, T_ = summary["frequency"], summary["recency"], summary["T"]
     alive = np.asarray(bgnbd.p_alive(x, tx, T_), dtype=float)
     nxt = np.asarray(bgnbd.expected_purchases(next_days / _unit_days(unit), x, tx, T_), dtype=float)

@@ -140,20 +140,11 @@ def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Setting
     bg, gg = fitted.bgnbd, fitted.gg
     summary = M.customer_summary(store, f, calibration_end=as_of, unit=settings.unit,
                                  margin_rate=settings.margin_rate)
-    x, tx, T = summary["frequency"], summary["recency"], summary["T"]
     share = margin_share(summary, settings.margin_rate)
-    per_day = M.UNITS[settings.unit]
-    alive = np.asarray(bg.p_alive(x, tx, T), dtype=float)
-    nxt = np.asarray(bg.expected_purchases(NEXT_DAYS / per_day, x, tx, T), dtype=float)
-    spend = np.asarray(gg.expected_average_spend(x, summary["monetary_value"]), dtype=float)
-    value = np.asarray(M.clv(bg, gg, x, tx, T, summary["monetary_value"], horizon_months=settings.horizon_months,
-                             unit=settings.unit, margin=share.to_numpy(),
-                             monthly_discount_rate=monthly_rate(settings.annual_discount_rate)), dtype=float)
-    out = summary.with_columns(
-        share.alias("margin_share"), pl.col("margin").alias("historical_clv"),
-        pl.Series("p_alive", alive), pl.Series("expected_purchases", nxt), pl.Series("expected_spend", spend),
-        pl.Series("clv", value),
-    ).with_columns((pl.col("historical_clv") + pl.col("clv")).alias("total_value"),
+    out = M.score_customers(summary, bg, gg, unit=settings.unit, horizon_months=settings.horizon_months,
+                            margin_rate=share.to_numpy(), next_days=NEXT_DAYS,
+                            monthly_discount_rate=monthly_rate(settings.annual_discount_rate))
+    out = out.with_columns(share.alias("margin_share"), pl.col("margin").alias("historical_clv")).with_columns((pl.col("historical_clv") + pl.col("clv")).alias("total_value"),
                    pl.col("first_purchase").dt.truncate("1mo").alias("cohort"))
     segments = rfm.rfm_segments(store, f, as_of=as_of, margin_rate=settings.margin_rate)
     out = (out.join(attributes(store), on="customer_key", how="left")
@@ -203,11 +194,8 @@ def bootstrap(scored: Scored, settings: Settings = Settings(), *, groups: tuple[
     bgs = _draws(np.array([bg.r, bg.alpha, bg.a, bg.b]), bg.covariance, draws, rng)
     ggs = _draws(np.array([gg.p, gg.q, gg.gamma]), gg.covariance, draws, rng)
     # Expected purchases depend only on (x, t_x, T): each distinct row once per draw.
-    rows = np.column_stack([sample["frequency"].to_numpy().astype(float), sample["recency"].to_numpy(),
-                            sample["T"].to_numpy()])
-    uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    x, m = rows[:, 0], sample["monetary_value"].to_numpy()
+    (ux, utx, uT), inverse = M.distinct_rows(sample["frequency"].cast(pl.Float64), sample["recency"], sample["T"])
+    x, m = sample["frequency"].to_numpy().astype(float), sample["monetary_value"].to_numpy()
     share = sample["margin_share"].to_numpy()
     month = M.MONTH_DAYS / M.UNITS[settings.unit]
     d = monthly_rate(settings.annual_discount_rate)
@@ -216,12 +204,12 @@ def bootstrap(scored: Scored, settings: Settings = Settings(), *, groups: tuple[
     per_customer = np.empty((draws, sample.height))
     for i in range(draws):
         b = M.BGNBD(*bgs[i])
-        p, q, g = ggs[i]
-        if q <= 1:  # the spend model's mean is undefined there: keep the estimate
-            p, q, g = gg.p, gg.q, gg.gamma
-        cum = np.asarray(b.expected_purchases(months[:, None] * month, uniq[:, 0], uniq[:, 1], uniq[:, 2]))
+        g_i = M.GammaGamma(*ggs[i])
+        if g_i.q <= 1:  # the spend model's mean is undefined there: keep the estimate
+            g_i = gg
+        cum = np.asarray(b.expected_purchases(months[:, None] * month, ux, utx, uT))
         purchases = (np.diff(cum, axis=0) * disc[:, None]).sum(axis=0)
-        spend = p * (g + x * m) / (p * x + q - 1)
+        spend = np.asarray(g_i.expected_average_spend(x, m), dtype=float)
         per_customer[i] = purchases[inverse] * spend * share
     point = sample["clv"].to_numpy()
     out = []
@@ -425,12 +413,10 @@ def _tracking(store: Store, f: Filters, bg: M.BGNBD, joined: pl.DataFrame, calib
     if not weeks or weeks[-1] != days:
         weeks.append(days)
     # The same expectation for customers with the same (x, t_x, T): each distinct row once.
-    rows = np.column_stack([joined["frequency"].to_numpy().astype(float), joined["recency"].to_numpy(),
-                            joined["T"].to_numpy()])
-    uniq, counts = np.unique(rows, axis=0, return_counts=True)
-    per = M.UNITS[unit]
-    ts = np.array(weeks, dtype=float)[:, None] / per
-    expected = np.asarray(bg.expected_purchases(ts, uniq[:, 0], uniq[:, 1], uniq[:, 2])) @ counts
+    (ux, utx, uT), inverse = M.distinct_rows(joined["frequency"].cast(pl.Float64), joined["recency"], joined["T"])
+    counts = np.bincount(inverse, minlength=ux.size)
+    ts = np.array(weeks, dtype=float)[:, None] / M.UNITS[unit]
+    expected = np.asarray(bg.expected_purchases(ts, ux, utx, uT)) @ counts
     actual_by_day = np.zeros(days + 1)
     for d, n in daily.iter_rows():
         i = (d - calibration_end).days
