@@ -15,7 +15,6 @@ from data.importer import to_excel_csv
 from metrics import churn, rfm
 from metrics import clv_view as CV
 from metrics import retention as R
-from pages.ui import clv_charts as cc
 from pages.ui import fmt, frame
 from pages.ui.charts import _layout
 from pages.ui.clv_charts import PALETTE
@@ -51,13 +50,7 @@ if "k_seg_pick" not in st.session_state:
 
 with st.spinner(ctx.t("clv.fitting")):
     scored = frame.clv_scored(path, version, mf, as_of, settings)
-why = cc.explain(scored.problems, scored.shortfalls, scored.error, scored.error_code, scored.error_values, lang)
-if scored.problems:
-    st.warning(ctx.t("clv.not_enough") + "\n\n" + "\n".join(f"- {p}" for p in why), icon=":material/data_alert:")
-    st.stop()
-if scored.error:
-    st.error(ctx.t("clv.fit_failed", reason=why[-1]), icon=":material/error:")
-    st.stop()
+frame.stop_unless_fitted(ctx, scored)
 with st.spinner(ctx.t("churn.scoring")):
     lst = frame.churn_list(path, version, mf, as_of, settings)
 channels = sorted(v for v in lst["last_channel"].unique().to_list() if v is not None)

@@ -72,13 +72,7 @@ st.caption(" · ".join(n for n in notes if n))
 
 with st.spinner(ctx.t("clv.fitting")):
     scored = frame.clv_scored(path, version, mf, as_of, settings)
-why = cc.explain(scored.problems, scored.shortfalls, scored.error, scored.error_code, scored.error_values, lang)
-if scored.problems:
-    st.warning(ctx.t("clv.not_enough") + "\n\n" + "\n".join(f"- {p}" for p in why), icon=":material/data_alert:")
-    st.stop()
-if scored.error:
-    st.error(ctx.t("clv.fit_failed", reason=why[-1]), icon=":material/error:")
-    st.stop()
+frame.stop_unless_fitted(ctx, scored)
 customers = scored.customers
 with st.spinner(ctx.t("clv.fitting")):
     boot = frame.clv_bootstrap(path, version, mf, as_of, settings)

@@ -20,7 +20,7 @@ from metrics import retention as R
 from metrics.filters import (
     COMPARISONS, LOYALTY, PERIODS, Filters, ViewState, comparison_period,
 )
-from pages.ui import fmt
+from pages.ui import clv_charts, fmt
 from pages.ui.i18n import LANGUAGES, label, t
 
 CONTEXT_KEY = "_cm_context"
@@ -292,6 +292,19 @@ def filter_caption(ctx: Context) -> str:
     if chosen:
         parts.append(t("caption.filters", ctx.lang, filters=", ".join(chosen)))
     return " · ".join(parts)
+
+
+def stop_unless_fitted(ctx: Context, scored: CV.Scored) -> None:
+    """The CLV and churn pages' message when the models cannot be used: what the data
+    lack (a warning) or why the fit failed (an error), in the page's language; then
+    the page stops."""
+    why = clv_charts.explain(scored.problems, scored.shortfalls, scored.error, scored.error_code, scored.error_values, ctx.lang)
+    if scored.problems:
+        st.warning(ctx.t("clv.not_enough") + "\n\n" + "\n".join(f"- {p}" for p in why), icon=":material/data_alert:")
+        st.stop()
+    if scored.error:
+        st.error(ctx.t("clv.fit_failed", reason=why[-1]), icon=":material/error:")
+        st.stop()
 
 
 def empty_state(ctx: Context) -> None:
