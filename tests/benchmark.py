@@ -278,6 +278,20 @@ def child_retention(db: str, customers: int) -> dict:
             "peak_rss_mb": _rss_mb()}
 
 
+def _cold_warm(fn, warm_runs: int):
+    """``fn()`` timed once (cold: the first call) and ``warm_runs`` more times:
+    (its first result, cold seconds, median warm seconds)."""
+    t = time.perf_counter()
+    result = fn()
+    cold = time.perf_counter() - t
+    warm = []
+    for _ in range(warm_runs):
+        t = time.perf_counter()
+        fn()
+        warm.append(time.perf_counter() - t)
+    return result, cold, statistics.median(warm)
+
+
 def _clv_inputs(db: str):
     from data.store import Store
     from metrics import kpis
@@ -298,14 +312,7 @@ def child_clv(db: str, customers: int) -> dict:
     from metrics import clv as C
 
     store, f, last = _clv_inputs(db)
-    t = time.perf_counter()
-    summary = C.customer_summary(store, f, calibration_end=last, unit="days")
-    cold = time.perf_counter() - t
-    warm = []
-    for _ in range(2):
-        t = time.perf_counter()
-        C.customer_summary(store, f, calibration_end=last, unit="days")
-        warm.append(time.perf_counter() - t)
+    summary, cold, warm = _cold_warm(lambda: C.customer_summary(store, f, calibration_end=last, unit="days"), 2)
     store.close()
     x, tx, T, m = (summary[c].to_numpy() for c in ("frequency", "recency", "T", "monetary_value"))
     t = time.perf_counter()
@@ -320,7 +327,7 @@ def child_clv(db: str, customers: int) -> dict:
         "calibration_end": str(last), "customers": summary.height,
         "repeat_customers": int((x > 0).sum()), "gg_customers": gg.n,
         "distinct_rows": summary.select("frequency", "recency", "T").unique().height,
-        "summary_cold_s": cold, "summary_warm_s": statistics.median(warm),
+        "summary_cold_s": cold, "summary_warm_s": warm,
         "bgnbd_s": bg_s, "gg_s": gg_s, "fit_total_s": bg_s + gg_s,
         "bgnbd": bg.params, "bgnbd_ll": bg.log_likelihood, "gg": gg.params, "gg_ll": gg.log_likelihood,
         "parquet": str(parquet), "peak_rss_mb": _rss_mb(),
@@ -333,20 +340,13 @@ def child_clv_summary(db: str, customers: int) -> dict:
     from metrics import clv as C
 
     store, f, last = _clv_inputs(db)
-    t = time.perf_counter()
-    summary = C.customer_summary(store, f, calibration_end=last, unit="days")
-    cold = time.perf_counter() - t
-    warm = []
-    for _ in range(3):
-        t = time.perf_counter()
-        C.customer_summary(store, f, calibration_end=last, unit="days")
-        warm.append(time.perf_counter() - t)
+    summary, cold, warm = _cold_warm(lambda: C.customer_summary(store, f, calibration_end=last, unit="days"), 3)
     row = store.query("SELECT count(*) AS n, count(*) FILTER (WHERE status = 'completed') AS c, "
                       "count(DISTINCT (customer_key, CAST(ordered_at AS DATE))) FILTER (WHERE status = 'completed') "
                       "AS days FROM orders").row(0)
     store.close()
     return {"orders": row[0], "completed_orders": row[1], "purchase_days": row[2], "customers": summary.height,
-            "cold_s": cold, "warm_s": statistics.median(warm), "peak_rss_mb": _rss_mb()}
+            "cold_s": cold, "warm_s": warm, "peak_rss_mb": _rss_mb()}
 
 
 def child_clv_orders_db(db: str, rows: int) -> dict:
@@ -440,12 +440,8 @@ def child_loyalty(db: str, customers: int) -> dict:
     store = Store(db, read_only=True)
     first, last = kpis.data_bounds(store)
     f = ViewState().filters(as_of=last, first=first)
-    t = time.perf_counter()
-    view = L.loyalty_view(store, f, as_of=last, value_per_point=100.0, margin_rate=0.3)
-    cold = time.perf_counter() - t
-    t = time.perf_counter()
-    L.loyalty_view(store, f, as_of=last, value_per_point=100.0, margin_rate=0.3)
-    warm = time.perf_counter() - t
+    view, cold, warm = _cold_warm(lambda: L.loyalty_view(store, f, as_of=last, value_per_point=100.0, margin_rate=0.3),
+                                  1)
     orders = int(store.scalar("SELECT count(*) FROM orders"))
     store.close()
     c = view.causal
