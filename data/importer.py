@@ -158,14 +158,18 @@ class Report:
         return to_excel_csv(self.problems)
 
 
+def neutralise(value: str) -> str:
+    """A text cell that a spreadsheet could run as a formula (starting with = + - @,
+    a tab or a carriage return) gets a leading apostrophe."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def to_excel_csv(frame: pl.DataFrame) -> bytes:
     """CSV that Excel opens safely: UTF-8 with BOM; a text cell starting with = + - @
-    tab or CR gets a leading apostrophe (headers too); real numbers stay numbers."""
-    def neutral(s: str) -> str:
-        return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
-
-    safe = frame.rename({c: neutral(c) for c in frame.columns}).with_columns(
-        pl.col(c).map_elements(neutral, return_dtype=pl.Utf8)
+    tab or CR gets a leading apostrophe (headers too, :func:`neutralise`); real
+    numbers stay numbers."""
+    safe = frame.rename({c: neutralise(c) for c in frame.columns}).with_columns(
+        pl.col(c).map_elements(neutralise, return_dtype=pl.Utf8)
         for c, t in zip(frame.columns, frame.dtypes) if t == pl.Utf8
     ) if frame.height else frame
     return b"\xef\xbb\xbf" + safe.write_csv().encode("utf-8")

@@ -72,10 +72,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from data.importer import neutralise  # the CSV export's formula rule, for XLSX too
 from data.store import Store
 from metrics import rfm
 from metrics.clv import (
-    BGNBD, MONTH_DAYS, UNITS, GammaGamma, ModelError, clv, customer_summary, fit_bgnbd, holdout_summary,
+    BGNBD, MONTH_DAYS, GammaGamma, ModelError, _unit_days, clv, customer_summary, fit_bgnbd, holdout_summary,
     per_distinct,
 )
 from metrics.clv_view import margin_share
@@ -108,13 +109,6 @@ RISK_COLUMNS: dict[str, Any] = {
 # ---------------------------------------------------------------------------------
 # Model pieces
 # ---------------------------------------------------------------------------------
-def _unit_days(unit: str) -> float:
-    try:
-        return UNITS[unit]
-    except KeyError:
-        raise ModelError(f"the time unit must be 'days' or 'weeks', not {unit!r}") from None
-
-
 def clv_if_alive(
     bgnbd: BGNBD, gg: GammaGamma, frequency: Any, T: Any, monetary_value: Any, *, horizon_months: int = 12,
     unit: str = "days", margin: Any = DEFAULT_MARGIN_RATE, monthly_discount_rate: float = 0.01,
@@ -472,13 +466,6 @@ def export_frame(lst: pl.DataFrame, *, include_contact: bool, lang: str) -> pl.D
         *(pl.col(c).round(2) for c in ("historical_revenue", "predicted_clv", "value_at_risk")),
     ).select(list(EXPORT_COLUMNS))
     return out.rename({c: h[i] for c, h in EXPORT_COLUMNS.items()})
-
-
-def neutralise(value: str) -> str:
-    """A text cell that a spreadsheet could run as a formula (starting with = + - @,
-    a tab or a carriage return) gets a leading apostrophe, as in
-    :func:`data.importer.to_excel_csv`."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 _ILLEGAL_XML = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"  # control characters an XML cell cannot hold
