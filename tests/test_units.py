@@ -212,3 +212,10 @@ def test_model_reasons_are_translated_and_unknown_ones_kept():
     err = explain([], [], "The spend model found q = 0.9 <= 1 ...", "gg_q", {"q": 0.9}, "vi")
     assert err[0].startswith("Mô hình giá trị mỗi lần mua cho q = 0,9")
     assert explain([], [], "some new reason", "not_a_code", {}, "vi") == ["some new reason"]
+
+
+def test_group_names_inside_a_title_keep_their_acronyms():
+    from pages.ui.clv_charts import _in_sentence
+    assert _in_sentence("RFM segment") == "RFM segment"
+    assert _in_sentence("Acquisition channel") == "acquisition channel"
+    assert _in_sentence("Phân khúc RFM") == "phân khúc RFM"

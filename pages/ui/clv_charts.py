@@ -18,6 +18,13 @@ PALETTE = ["#1F77B4", "#E4572E", "#17BECF", "#76B041", "#9467BD", "#FFB000", "#8
 GROUP_LABEL_PREFIX = {"acquisition_channel": "channel", "tier": "tier"}
 
 
+def _in_sentence(name: str) -> str:
+    """A label inside a sentence: its first letter lower-cased, unless it starts an
+    acronym ("RFM segment" stays, "Acquisition channel" -> "acquisition channel";
+    the acronym in "Phân khúc RFM" is kept)."""
+    return name if name[1:2].isupper() else name[:1].lower() + name[1:]
+
+
 def group_label(group: str, value: str, lang: str) -> str:
     """A group value as people read it: a channel's or tier's name, a cohort's month."""
     if group == "cohort":
@@ -79,7 +86,7 @@ def boxes(customers: pl.DataFrame, group: str, lang: str, money: fmt.Money, *, l
             q3=[r["q3"] * scale], lowerfence=[low * scale], upperfence=[high * scale], mean=[r["mean"] * scale],
             marker_color=PALETTE[i % len(PALETTE)], showlegend=False, name=group_label(group, r["g"], lang)))
     fig.update_layout(yaxis={"title": t("clv.predicted", lang), "type": "log" if log else "linear"})
-    fig = _layout(fig, lang, t("clv.box_title", lang, group=t(f"clv.group.{group}", lang).lower()))
+    fig = _layout(fig, lang, t("clv.box_title", lang, group=_in_sentence(t(f"clv.group.{group}", lang))))
     fig.update_layout(hovermode="closest")
     return fig
 
@@ -111,7 +118,7 @@ def by_group(boot: pl.DataFrame, group: str, lang: str, money: fmt.Money) -> go.
                  "arrayminus": [(m - lo) * scale for lo, m in zip(part["mean_low"], part["mean"])]},
         hovertemplate="%{x}: %{y:,.0f} (n = %{customdata:,})<extra></extra>"))
     fig.update_layout(xaxis={"type": "category"}, yaxis={"title": t("clv.mean_predicted", lang, unit=money.symbol)})
-    fig = _layout(fig, lang, t("clv.group_title", lang, group=t(f"clv.group.{group}", lang).lower()))
+    fig = _layout(fig, lang, t("clv.group_title", lang, group=_in_sentence(t(f"clv.group.{group}", lang))))
     fig.update_layout(hovermode="closest")
     return fig
 
