@@ -23,7 +23,7 @@ import io
 import re
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -173,6 +173,51 @@ def to_excel_csv(frame: pl.DataFrame) -> bytes:
         for c, t in zip(frame.columns, frame.dtypes) if t == pl.Utf8
     ) if frame.height else frame
     return b"\xef\xbb\xbf" + safe.write_csv().encode("utf-8")
+
+
+_ILLEGAL_XML = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"  # control characters an XML cell cannot hold
+
+
+def _xlsx_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns ready for openpyxl: text cleaned and neutralised (:func:`neutralise`,
+    in Polars), NaN and infinities as null, time zones dropped (local time kept),
+    other types as text."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if dtype.is_float():
+            col = pl.when(col.is_finite()).then(col).otherwise(None)
+        elif dtype.is_integer() or dtype == pl.Boolean or dtype == pl.Date:
+            pass
+        elif isinstance(dtype, pl.Datetime):
+            col = col.dt.replace_time_zone(None) if dtype.time_zone else col
+        else:
+            text = col.cast(pl.Utf8).str.replace_all(_ILLEGAL_XML, "")
+            col = (pl.when(text.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + text).otherwise(text))
+        exprs.append(col.alias(name))
+    return frame.select(exprs)
+
+
+def to_xlsx(frame: pl.DataFrame | Mapping[str, pl.DataFrame], *, sheet: str = "export") -> bytes:
+    """The frame as an .xlsx workbook (openpyxl, write-only), one header row then one
+    row per record; a mapping of sheet name -> frame gives one sheet each (names cut
+    to Excel's 31 characters). Text cells (headers too) are formula-neutralised with
+    :func:`neutralise` (a leading apostrophe before = + - @ tab or CR) and stripped of
+    the control characters XML cannot hold; true numbers stay numbers (NaN and
+    infinities become empty cells), dates and datetimes stay dates, booleans stay
+    booleans, nulls are empty; other types are written as text."""
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    sheets = frame if isinstance(frame, Mapping) else {sheet: frame}
+    for name, part in sheets.items():
+        ws = wb.create_sheet(title=re.sub(r"[\[\]:*?/\\]", "_", str(name))[:31] or "export")
+        ws.append([neutralise(re.sub(_ILLEGAL_XML, "", str(c))) for c in part.columns])
+        for row in _xlsx_safe(part).iter_rows():
+            ws.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------------

@@ -62,9 +62,7 @@ per customer and seed, independent of row order and of the other customers.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
-import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -72,7 +70,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from data.importer import neutralise  # the CSV export's formula rule, for XLSX too
+from data.importer import to_xlsx  # noqa: F401  (the export's workbook; kept importable from here)
 from data.store import Store
 from metrics import rfm
 from metrics.clv import (
@@ -468,43 +466,3 @@ def export_frame(lst: pl.DataFrame, *, include_contact: bool, lang: str) -> pl.D
     return out.rename({c: h[i] for c, h in EXPORT_COLUMNS.items()})
 
 
-_ILLEGAL_XML = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"  # control characters an XML cell cannot hold
-
-
-def _xlsx_safe(frame: pl.DataFrame) -> pl.DataFrame:
-    """Columns ready for openpyxl: text cleaned and neutralised (:func:`neutralise`,
-    in Polars), NaN and infinities as null, time zones dropped (local time kept),
-    other types as text."""
-    exprs = []
-    for name, dtype in frame.schema.items():
-        col = pl.col(name)
-        if dtype.is_float():
-            col = pl.when(col.is_finite()).then(col).otherwise(None)
-        elif dtype.is_integer() or dtype == pl.Boolean or dtype == pl.Date:
-            pass
-        elif isinstance(dtype, pl.Datetime):
-            col = col.dt.replace_time_zone(None) if dtype.time_zone else col
-        else:
-            text = col.cast(pl.Utf8).str.replace_all(_ILLEGAL_XML, "")
-            col = (pl.when(text.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + text).otherwise(text))
-        exprs.append(col.alias(name))
-    return frame.select(exprs)
-
-
-def to_xlsx(frame: pl.DataFrame, *, sheet: str = "export") -> bytes:
-    """The frame as an .xlsx workbook (openpyxl, write-only), one header row then one
-    row per record. Text cells (headers too) are formula-neutralised with
-    :func:`neutralise` (a leading apostrophe before = + - @ tab or CR) and stripped of
-    the control characters XML cannot hold; true numbers stay numbers (NaN and
-    infinities become empty cells), dates and datetimes stay dates, booleans stay
-    booleans, nulls are empty; other types are written as text."""
-    from openpyxl import Workbook
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(title=sheet[:31] or "export")
-    ws.append([neutralise(re.sub(_ILLEGAL_XML, "", str(c))) for c in frame.columns])
-    for row in _xlsx_safe(frame).iter_rows():
-        ws.append(row)
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()

@@ -87,6 +87,7 @@ class Scored:
     shortfalls: list[tuple[str, dict]] = field(default_factory=list)  # the problems as codes, to translate
     error_code: str | None = None
     error_values: dict = field(default_factory=dict)
+    summary: pl.DataFrame | None = None  # the fit's customer summary (at DEFAULT_MARGIN_RATE), reused by score
 
     @property
     def ok(self) -> bool:
@@ -127,7 +128,7 @@ def fit(store: Store, f: Filters, *, as_of: date, unit: str = "days") -> Scored:
         gg = M.fit_gamma_gamma(x, summary["monetary_value"])
     except M.ModelError as e:
         return Scored(error=str(e), error_code=e.code, error_values=e.values)
-    return Scored(None, bg, gg, M.frequency_monetary_correlation(x, summary["monetary_value"]))
+    return Scored(None, bg, gg, M.frequency_monetary_correlation(x, summary["monetary_value"]), summary=summary)
 
 
 def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Settings(),
@@ -138,8 +139,11 @@ def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Setting
     if fitted.problems or fitted.error:
         return fitted
     bg, gg = fitted.bgnbd, fitted.gg
-    summary = M.customer_summary(store, f, calibration_end=as_of, unit=settings.unit,
-                                 margin_rate=settings.margin_rate)
+    if fitted.summary is not None and settings.margin_rate == DEFAULT_MARGIN_RATE:
+        summary = fitted.summary  # the same query: read once
+    else:
+        summary = M.customer_summary(store, f, calibration_end=as_of, unit=settings.unit,
+                                     margin_rate=settings.margin_rate)
     share = margin_share(summary, settings.margin_rate)
     out = M.score_customers(summary, bg, gg, unit=settings.unit, horizon_months=settings.horizon_months,
                             margin_rate=share.to_numpy(), next_days=NEXT_DAYS,
@@ -334,6 +338,7 @@ class Validation:
     shortfalls: list[tuple[str, dict]] = field(default_factory=list)
     error_code: str | None = None
     error_values: dict = field(default_factory=dict)
+    summary: pl.DataFrame | None = None  # the fit's customer summary (at DEFAULT_MARGIN_RATE), reused by score
 
 
 def default_calibration_end(first: date, as_of: date) -> date:

@@ -73,6 +73,7 @@ it for the page in one call.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -672,14 +673,16 @@ def breakage_forecast(flows: pl.DataFrame, *, as_of: date, value_per_point: floa
 
 
 def breakage(store: Store, f: Filters, *, as_of: date, value_per_point: float,
-             sample_customers: int = BREAKAGE_MEMBERS) -> Breakage:
+             sample_customers: int = BREAKAGE_MEMBERS, outstanding: int | None = None) -> Breakage:
     """:func:`breakage_forecast` of the loyalty events up to ``as_of`` (after the region
     and loyalty filters), FIFO-allocated by :func:`fifo_flows`.
 
     Above ``sample_customers`` members with events, the forecast's shares come from a
     fixed hashed sample of them; the cohort counts are scaled by 1 / share, and the
     outstanding points (and liability) are those of every member, the expected
-    redemptions = outstanding x (1 - the sample's outstanding breakage)."""
+    redemptions = outstanding x (1 - the sample's outstanding breakage). ``outstanding``:
+    every member's outstanding points at ``as_of``, if already counted
+    (:attr:`PointsSummary.outstanding`)."""
     sql, params = _events_sql(f)
     cond, share = _sample(store, f, sample_customers, table="loyalty_events")
     end = _end_instant(as_of)
@@ -688,7 +691,7 @@ def breakage(store: Store, f: Filters, *, as_of: date, value_per_point: float,
     b = breakage_forecast(fifo_flows(ev), as_of=as_of, value_per_point=value_per_point)
     if share >= 1.0:
         return b
-    full = int(store.scalar(
+    full = outstanding if outstanding is not None else int(store.scalar(
         f"WITH e AS ({sql}) SELECT coalesce(sum(CASE WHEN kind = 'earn' THEN size WHEN kind IN ('redeem', 'expire') "
         "THEN -size WHEN kind = 'adjust' THEN points ELSE 0 END), 0) FROM e WHERE occurred_at < $end",
         {**params, "end": end}) or 0)
@@ -705,6 +708,32 @@ def breakage(store: Store, f: Filters, *, as_of: date, value_per_point: float,
 # 3. Naive comparison: redeeming members, non-redeeming members, non-members
 # ---------------------------------------------------------------------------------
 GROUPS = ("redeeming", "non_redeeming", "non_member")
+
+
+def _group_expr(e: datetime) -> pl.Expr:
+    """A :func:`customer_summary` row's naive group at the instant ``e``."""
+    return (pl.when(pl.col("enrolled_at").is_null() | (pl.col("enrolled_at") >= e)).then(pl.lit("non_member"))
+            .when(pl.col("redeemer")).then(pl.lit("redeeming")).otherwise(pl.lit("non_redeeming")))
+
+
+def naive_groups(summary: pl.DataFrame, end: date) -> pl.DataFrame:
+    """The customers of the naive comparison (a completed order in the window of
+    ``summary``) with their group at ``end``: customer_key, group."""
+    return summary.filter(pl.col("w_orders") > 0).select(
+        "customer_key", _group_expr(_end_instant(end)).alias("group"))
+
+
+def predicted_by_group(groups: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
+    """Mean predicted CLV per naive group: ``groups`` (:func:`naive_groups`) joined to
+    the CLV models' scores (``scored``: customer_key, clv, p_alive, as from
+    :func:`metrics.clv_view.score`). Columns: group, customers (scored), predicted_clv
+    (mean clv), p_alive (mean); every group of :data:`GROUPS`, null where none is
+    scored. Naive like the rest of the table: members' higher values include who joins."""
+    got = groups.join(scored.select("customer_key", "clv", "p_alive"), on="customer_key", how="inner").group_by(
+        "group").agg(pl.len().cast(pl.Int64).alias("customers"), pl.col("clv").mean().alias("predicted_clv"),
+                     pl.col("p_alive").mean().alias("p_alive"))
+    return pl.DataFrame({"group": list(GROUPS)}).join(got, on="group", how="left").with_columns(
+        pl.col("customers").fill_null(0))
 
 
 def naive_comparison(store: Store, f: Filters, *, start: date, end: date,
@@ -724,8 +753,7 @@ def naive_comparison(store: Store, f: Filters, *, start: date, end: date,
         summary = customer_summary(store, f, start=start, end=end, margin_rate=margin_rate)
     e = _end_instant(end)
     recent = e - timedelta(days=f.inactivity_days)
-    grp = (pl.when(pl.col("enrolled_at").is_null() | (pl.col("enrolled_at") >= e)).then(pl.lit("non_member"))
-           .when(pl.col("redeemer")).then(pl.lit("redeeming")).otherwise(pl.lit("non_redeeming")))
+    grp = _group_expr(e)
     got = {r["grp"]: r for r in summary.filter(pl.col("w_orders") > 0).group_by(grp.alias("grp")).agg(
         pl.len().alias("n"), pl.col("w_orders").sum().alias("orders"), pl.col("w_revenue").sum().alias("revenue"),
         pl.col("w_margin").sum().alias("margin"), pl.col("margin").mean().alias("clv"),
@@ -1673,7 +1701,8 @@ class LoyaltyView:
     tier_movement (:func:`tier_movement` from the day before the period to its end),
     tier_note (``recorded`` or ``rule``), points_monthly (:func:`points_by_month`),
     points (:class:`PointsSummary`), breakage (:class:`Breakage`), naive
-    (:func:`naive_comparison` over the period), curves (:func:`naive_curves`), causal
+    (:func:`naive_comparison` over the period), groups (:func:`naive_groups`: its
+    customers and their group), curves (:func:`naive_curves`), causal
     (:class:`CausalResult`), roi (:class:`RoiResult`), referrals
     (:class:`ReferralResult`)."""
 
@@ -1695,6 +1724,7 @@ class LoyaltyView:
     points: PointsSummary
     breakage: Breakage
     naive: pl.DataFrame
+    groups: pl.DataFrame
     curves: pl.DataFrame
     causal: CausalResult
     roi: RoiResult
@@ -1713,26 +1743,119 @@ def loyalty_view(store: Store, f: Filters, *, as_of: date, value_per_point: floa
     ``as_of``; ROI is over the period."""
     end = min(f.end, as_of)
     start = min(f.start, end)
-    summary = customer_summary(store, f, start=start, end=end, margin_rate=margin_rate)
-    causal = causal_effect(store, f, as_of=as_of, margin_rate=margin_rate, window_months=window_months,
-                           draws=draws, seed=seed, sample_customers=sample_customers)
+    # The causal branch (its orders read, then numpy) runs beside the SQL of the rest:
+    # DuckDB and most numpy work release the GIL, so two cores overlap them.
+    def points_branch() -> tuple[pl.DataFrame, PointsSummary, Breakage]:
+        pts = points_summary(store, f, start=start, end=end, value_per_point=value_per_point)
+        return (points_by_month(store, f, as_of=end), pts,
+                breakage(store, f, as_of=end, value_per_point=value_per_point, outstanding=pts.outstanding))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fut = pool.submit(causal_effect, store, f, as_of=as_of, margin_rate=margin_rate,
+                          window_months=window_months, draws=draws, seed=seed, sample_customers=sample_customers)
+        points_fut = pool.submit(points_branch)
+        summary = customer_summary(store, f, start=start, end=end, margin_rate=margin_rate)
+        parts = dict(
+            enrolment=enrolment_by_month(store, f, as_of=end),
+            active_share=active_enrolled_share(store, f, as_of=end, margin_rate=margin_rate),
+            tiers=tier_distribution(store, f, as_of=end),
+            tier_movement=tier_movement(store, f, start - timedelta(days=1), end, rule=tier_rule,
+                                        margin_rate=margin_rate),
+            naive=naive_comparison(store, f, start=start, end=end, margin_rate=margin_rate, summary=summary),
+            groups=naive_groups(summary, end),
+            curves=naive_curves(store, f, as_of=end, margin_rate=margin_rate),
+            referrals=referral_view(store, f, start=start, end=end, margin_rate=margin_rate,
+                                    programme=referral_programme, masked=masked, summary=summary),
+        )
+        parts["points_monthly"], parts["points"], parts["breakage"] = points_fut.result()
+        causal = fut.result()
     return LoyaltyView(
         as_of=as_of, start=start, end=end, value_per_point=float(value_per_point), margin_rate=margin_rate,
         extra_cost=float(extra_cost), window_months=window_months, programme=programme,
-        has_members=causal.members > 0,
-        enrolment=enrolment_by_month(store, f, as_of=end),
-        active_share=active_enrolled_share(store, f, as_of=end, margin_rate=margin_rate),
-        tiers=tier_distribution(store, f, as_of=end),
-        tier_movement=tier_movement(store, f, start - timedelta(days=1), end, rule=tier_rule, margin_rate=margin_rate),
-        tier_note="recorded" if tier_rule is None else "rule",
-        points_monthly=points_by_month(store, f, as_of=end),
-        points=points_summary(store, f, start=start, end=end, value_per_point=value_per_point),
-        breakage=breakage(store, f, as_of=end, value_per_point=value_per_point),
-        naive=naive_comparison(store, f, start=start, end=end, margin_rate=margin_rate, summary=summary),
-        curves=naive_curves(store, f, as_of=end, margin_rate=margin_rate),
-        causal=causal,
+        has_members=causal.members > 0, tier_note="recorded" if tier_rule is None else "rule", causal=causal,
         roi=loyalty_roi(store, f, causal, start=start, end=end, as_of=as_of, value_per_point=value_per_point,
                         extra_cost=extra_cost, programme=programme, effect_months=effect_months),
-        referrals=referral_view(store, f, start=start, end=end, margin_rate=margin_rate,
-                                programme=referral_programme, masked=masked, summary=summary),
+        **parts,
     )
+
+
+# ---------------------------------------------------------------------------------
+# 8. Settings from text, and the page's tables for download
+# ---------------------------------------------------------------------------------
+class TierRuleError(ValueError):
+    """A tier rule that cannot be read; the message says which part and why."""
+
+
+def parse_tier_rule(text: str) -> tuple[tuple[float, str], ...]:
+    """A tier rule from text such as ``silver 2,000,000; gold 6.000.000; platinum
+    15000000``: parts separated by ``;`` or new lines, each a tier name and the
+    minimum revenue since enrolment that reaches it (``name amount``, ``name:
+    amount`` or ``name = amount``; thousands separators ``,`` ``.`` or spaces are
+    ignored). The lowest tier, ``member``, starts at 0 unless the rule names a tier
+    at 0. Raises :class:`TierRuleError` naming the bad part."""
+    import re
+
+    steps: dict[str, float] = {}
+    for part in re.split(r"[;\n]+", text or ""):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"([^\d:=]+?)\s*[:=]?\s*([\d][\d.,\s]*)", part)
+        if not m:
+            raise TierRuleError(f"'{part}': expected a tier name and an amount, like 'gold 6,000,000'")
+        name = m.group(1).strip().lower()
+        amount = float(re.sub(r"[.,\s]", "", m.group(2)))
+        if name in steps:
+            raise TierRuleError(f"'{part}': tier '{name}' is named twice")
+        if amount in steps.values():
+            raise TierRuleError(f"'{part}': two tiers start at {amount:,.0f}")
+        steps[name] = amount
+    if not steps:
+        raise TierRuleError("the rule is empty: give at least one tier and its amount")
+    if 0.0 not in steps.values():
+        if "member" in steps:
+            raise TierRuleError("'member' is the base tier and starts at 0")
+        steps["member"] = 0.0
+    return tuple(sorted(((v, k) for k, v in steps.items())))
+
+
+def export_tables(view: LoyaltyView) -> dict[str, pl.DataFrame]:
+    """The page's numbers as tables for a workbook (sheet name -> frame), money in the
+    data's currency: ``answer`` (metric, value, low, high: effect, ROI, costs,
+    payback, liability, breakage), ``naive``, ``retention`` (the curves), ``roi_monthly``,
+    ``enrolment``, ``points``, ``breakage`` (earn cohorts), ``tiers``, ``referrals``
+    (by month), ``referral_groups``, ``advocates`` (as in the view: masked unless it
+    was built unmasked)."""
+    c, r, p, b, ref = view.causal, view.roi, view.points, view.breakage, view.referrals
+    rows = [
+        ("period_start", str(view.start), None, None), ("period_end", str(view.end), None, None),
+        ("effect_per_member_month", c.effect, c.low, c.high),
+        ("naive_gap_per_member_month", c.naive_gap, None, None),
+        ("pre_enrolment_gap_per_member_month", c.pre_gap, None, None),
+        ("pre_trend", c.pre_trend, c.pre_trend_low, c.pre_trend_high),
+        ("members_matched", c.matched, None, None), ("members_eligible", c.eligible, None, None),
+        ("incremental_margin", r.incremental, r.incremental_low, r.incremental_high),
+        ("programme_fees", r.fees, None, None), ("rewards_redeemed", r.rewards, None, None),
+        ("extra_cost", r.extra_cost, None, None), ("programme_cost", r.cost, None, None),
+        ("roi", r.roi, r.roi_low, r.roi_high), ("return_per_unit", r.return_per_unit, r.return_low, r.return_high),
+        ("verdict", r.verdict, None, None), ("payback_months", r.payback, r.payback_fast, r.payback_slow),
+        ("value_per_point", view.value_per_point, None, None), ("margin_rate", view.margin_rate, None, None),
+        ("points_earned", p.earned, None, None), ("points_redeemed", p.redeemed, None, None),
+        ("redemption_rate", p.redemption_rate, None, None), ("points_outstanding", p.outstanding, None, None),
+        ("liability", p.liability, None, None), ("breakage_of_outstanding", b.outstanding_breakage, None, None),
+        ("liability_net_of_breakage", b.net_liability, None, None),
+        ("referral_rate", ref.rate, ref.low, ref.high), ("referral_cost", ref.cost, None, None),
+        ("referral_incremental_margin", ref.incremental, ref.incremental_low, ref.incremental_high),
+        ("referral_roi", ref.roi, ref.roi_low, ref.roi_high),
+    ]
+
+    def text(v: Any) -> str | None:
+        return None if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+    answer = pl.DataFrame([{"metric": k, "value": text(v), "low": text(lo), "high": text(hi)}
+                           for k, v, lo, hi in rows],
+                          schema={"metric": pl.Utf8, "value": pl.Utf8, "low": pl.Utf8, "high": pl.Utf8})
+    return {"answer": answer, "naive": view.naive, "retention": view.curves, "roi_monthly": r.monthly,
+            "enrolment": view.enrolment, "points": view.points_monthly, "breakage": b.cohorts,
+            "tiers": view.tiers, "referrals": ref.by_month, "referral_groups": ref.comparison,
+            "advocates": ref.advocates}

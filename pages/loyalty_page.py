@@ -5,15 +5,28 @@ and breakage, and the referral programme (metrics.loyalty). Controls live in the
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from data.importer import to_excel_csv, to_xlsx
 from metrics import loyalty as L
 from pages.ui import fmt, frame
 from pages.ui.charts import _layout
 from pages.ui.clv_charts import PALETTE
 from pages.ui.i18n import label
+
+# One colour per tier, the same on both sides of the Sankey.
+TIER_COLOURS = {L.NO_TIER: "#B0B7C3", "member": "#4C78A8", "silver": "#9AA5B1", "gold": "#E0A526",
+                "platinum": "#6F4E9B"}
+
+
+def _fade(hex_colour: str, alpha: float = 0.35) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
 
 ctx = frame.context()
 st.title(ctx.t("loy.title"))
@@ -73,6 +86,16 @@ m3.metric(ctx.t("loy.m_cost"), "—" if roi.cost is None else money.short(roi.co
 m4.metric(ctx.t("loy.m_payback"), "—" if roi.payback is None else ctx.t("clv.months", n=roi.payback))
 if roi.cost_scope == "filtered":
     st.caption(ctx.t("loy.cost_scope"))
+mo = roi.monthly
+if roi.status == "ok" and mo.height and roi.cost is not None:
+    cf = go.Figure()
+    cf.add_scatter(x=mo["month"].to_list(), y=[money.convert(v) for v in mo["cum_incremental"]], mode="lines",
+                   name=ctx.t("loy.cum_incremental"), line={"color": PALETTE[0], "width": 3})
+    cf.add_scatter(x=mo["month"].to_list(), y=[money.convert(v) for v in mo["cum_cost"]], mode="lines",
+                   name=ctx.t("loy.cum_cost"), line={"color": PALETTE[3], "width": 3, "dash": "dot"})
+    cf.update_layout(yaxis={"title": money.symbol, "rangemode": "tozero"})
+    st.plotly_chart(_layout(cf, lang, ctx.t("loy.payback_title")), width="stretch")
+    st.markdown(ctx.t("loy.read.payback", n=roi.payback) if roi.payback is not None else ctx.t("loy.read.no_payback"))
 
 # -- causal against naive ---------------------------------------------------------------
 st.subheader(ctx.t("loy.causal"))
@@ -131,34 +154,105 @@ p4.metric(ctx.t("loy.m_net_liability"), money.short(brk.net_liability),
 if pts.earned:
     st.markdown(ctx.t("loy.read.points", rate=fmt.percent(pts.redemption_rate, lang, 0), liab=money.short(pts.liability),
                       b=fmt.percent(brk.outstanding_breakage, lang, 0), net=money.short(brk.net_liability)))
-mv = view.tier_movement.filter(pl.col("customers") > 0)
+st.markdown(f"**{ctx.t('loy.tiers_heading')}**")
+st.session_state["l_t1"] = frame.page_param("l_t1", (), "")
+st.session_state["l_t2"] = frame.page_param("l_t2", (), "")
+st.session_state["l_rule"] = frame.page_param("l_rule", (), "")
+
+
+def _day(text: str, default: date) -> date:
+    try:
+        return min(max(date.fromisoformat(text), ctx.first or default), as_of) if text else default
+    except ValueError:
+        return default
+
+
+from_default = max(view.start - timedelta(days=1), ctx.first or view.start)  # the day before the period
+t1, t2, t3 = st.columns([1, 1, 2])
+d1 = t1.date_input(ctx.t("loy.tier_from"), value=_day(st.session_state["l_t1"], from_default),
+                   min_value=ctx.first, max_value=as_of, format="DD/MM/YYYY")
+d2 = t2.date_input(ctx.t("loy.tier_to"), value=_day(st.session_state["l_t2"], view.end),
+                   min_value=ctx.first, max_value=as_of, format="DD/MM/YYYY")
+rule_text = t3.text_input(ctx.t("loy.tier_rule"), key="l_rule", placeholder=ctx.t("loy.tier_rule_placeholder"),
+                          help=ctx.t("loy.tier_rule_help"))
+frame.keep_page_params({"l_t1": "" if d1 == from_default else d1.isoformat(),
+                        "l_t2": "" if d2 == view.end else d2.isoformat(), "l_rule": rule_text},
+                       {"l_t1": "", "l_t2": "", "l_rule": ""})
+rule = None
+if rule_text.strip():
+    try:
+        rule = L.parse_tier_rule(rule_text)
+    except L.TierRuleError as e:
+        st.error(ctx.t("loy.tier_rule_bad", why=str(e)), icon=":material/error:")
+if d2 < d1:
+    d1, d2 = d2, d1
+mv = frame.loyalty_tiers(path, version, f, d1, d2, rule, float(margin) / 100).filter(pl.col("customers") > 0)
 if mv.height:
-    nodes = sorted(set(mv["from_tier"]) | set(mv["to_tier"]))
-    left = right = [label("tier", n, lang) for n in nodes]  # before on the left, after on the right
+    nodes = sorted(set(mv["from_tier"]) | set(mv["to_tier"]),
+                   key=lambda n: ((L.NO_TIER, *L.TIERS).index(n) if n in (L.NO_TIER, *L.TIERS) else 99, n))
+    names = [label("tier", n, lang) for n in nodes]
     idx = {n: i for i, n in enumerate(nodes)}
-    sk = go.Figure(go.Sankey(node={"label": left + right, "pad": 14},
+    colours = [TIER_COLOURS.get(n, PALETTE[(i + 4) % len(PALETTE)]) for i, n in enumerate(nodes)]
+    sk = go.Figure(go.Sankey(node={"label": [f"{n} ({fmt.day(d1, lang)})" for n in names]
+                                   + [f"{n} ({fmt.day(d2, lang)})" for n in names], "pad": 14,
+                                   "color": colours + colours},
                              link={"source": [idx[a] for a in mv["from_tier"]],
                                    "target": [len(nodes) + idx[b] for b in mv["to_tier"]],
-                                   "value": mv["customers"].to_list()}))
-    st.plotly_chart(_layout(sk, lang, ctx.t("loy.tiers_title", a=fmt.day(view.start, lang), b=fmt.day(view.end, lang))),
+                                   "value": mv["customers"].to_list(),
+                                   "color": [_fade(TIER_COLOURS.get(b, "#999999")) for b in mv["to_tier"]]}))
+    st.plotly_chart(_layout(sk, lang, ctx.t("loy.tiers_title", a=fmt.day(d1, lang), b=fmt.day(d2, lang))),
                     width="stretch")
-    if view.tier_note == "recorded":
-        st.caption(ctx.t("loy.tiers_note"))
+    moved = mv.filter((pl.col("from_tier") != pl.col("to_tier")) & (pl.col("from_tier") != L.NO_TIER))
+    st.markdown(ctx.t("loy.read.tiers", joined=fmt.number(int(mv.filter(pl.col("from_tier") == L.NO_TIER)
+                                                              ["customers"].sum()), lang),
+                      moved=fmt.number(int(moved["customers"].sum()), lang)))
+    st.caption(ctx.t("loy.tiers_note" if rule is None else "loy.tiers_rule_note"))
+else:
+    st.caption(ctx.t("loy.tiers_none"))
 
 # -- members and non-members, naively --------------------------------------------------------
 st.subheader(ctx.t("loy.naive"))
 nv = view.naive
-st.dataframe(nv.select(
+pred = frame.loyalty_predicted(path, version, f, as_of, float(vpp), float(margin) / 100, float(extra), int(window))
+if pred is not None:
+    nv = nv.join(pred.select("group", "predicted_clv", "p_alive"), on="group", how="left")
+cols = [
     pl.col("group").map_elements(lambda g: ctx.t(f"loy.group.{g}"), return_dtype=pl.Utf8).alias(ctx.t("loy.col.group")),
     pl.col("customers").alias(ctx.t("loy.col.customers")),
     pl.col("spend_per_customer").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.spend")),
     pl.col("frequency").round(2).alias(ctx.t("loy.col.frequency")),
     pl.col("aov").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.aov")),
     pl.col("historical_clv").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.clv")),
-    pl.col("repeat_rate").map_elements(lambda v: fmt.percent(v, lang, 0), return_dtype=pl.Utf8)
-    .alias(ctx.t("loy.col.repeat")),
-), hide_index=True, width="stretch")
-st.caption(ctx.t("loy.naive_note"))
+]
+if pred is not None:
+    cols += [pl.col("predicted_clv").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.pred_clv")),
+             pl.col("p_alive").map_elements(lambda v: fmt.percent(v, lang, 0), return_dtype=pl.Utf8)
+             .alias(ctx.t("loy.col.p_alive"))]
+cols.append(pl.col("repeat_rate").map_elements(lambda v: fmt.percent(v, lang, 0), return_dtype=pl.Utf8)
+            .alias(ctx.t("loy.col.repeat")))
+table = nv.select(cols)
+st.dataframe(table, hide_index=True, width="stretch")
+st.caption(ctx.t("loy.naive_note") + ("" if pred is not None else " " + ctx.t("loy.no_pred")))
+cv = view.curves.filter(pl.col("customers") > 0)
+if cv.height:
+    rc = go.Figure()
+    for i, g in enumerate(L.GROUPS):
+        part = cv.filter(pl.col("group") == g).sort("k")
+        if part.height:
+            rc.add_scatter(x=part["k"].to_list(), y=part["share"].to_list(), mode="lines+markers",
+                           name=ctx.t(f"loy.group.{g}"), line={"color": PALETTE[i], "width": 3},
+                           customdata=part["customers"].to_list(),
+                           hovertemplate="%{x}: %{y:.1%} (n=%{customdata:,})<extra>%{fullData.name}</extra>")
+    rc.update_layout(xaxis={"title": ctx.t("loy.months_since_first"), "dtick": 1},
+                     yaxis={"tickformat": ".0%", "rangemode": "tozero", "title": ctx.t("loy.retained")})
+    st.plotly_chart(_layout(rc, lang, ctx.t("loy.curves_title")), width="stretch")
+    k3 = cv.filter(pl.col("k") == 3)
+    if k3.height == 3:
+        by = {g: v for g, v in zip(k3["group"], k3["share"])}
+        st.markdown(ctx.t("loy.read.curves", r=fmt.percent(by["redeeming"], lang, 0),
+                          nr=fmt.percent(by["non_redeeming"], lang, 0), nm=fmt.percent(by["non_member"], lang, 0)))
+st.download_button(ctx.t("loy.naive_csv"), lambda: to_excel_csv(table), file_name="loyalty_members_vs_non_members.csv",
+                   mime="text/csv", icon=":material/download:", on_click="ignore")
 
 # -- referrals --------------------------------------------------------------------------------
 st.subheader(ctx.t("loy.referrals"))
@@ -174,6 +268,23 @@ if ref.rate is not None:
     st.markdown(ctx.t("loy.read.referral", rate=fmt.percent(ref.rate, lang, 1), n=fmt.number(ref.referred, lang),
                       new=fmt.number(ref.new_customers, lang),
                       cost=money.short(ref.reward_per_referred) if ref.reward_per_referred is not None else "—"))
+if ref.cost is not None and ref.incremental is not None:
+    r1, r2, r3, r4 = st.columns(4)
+    r1.metric(ctx.t("loy.m_ref_roi"), "—" if ref.roi is None else fmt.percent(ref.roi, lang, 0),
+              help=None if ref.roi_low is None else ctx.t("loy.interval", lo=fmt.percent(ref.roi_low, lang, 0),
+                                                          hi=fmt.percent(ref.roi_high, lang, 0)))
+    r2.metric(ctx.t("loy.m_ref_incremental"), money.short(ref.incremental))
+    r3.metric(ctx.t("loy.m_ref_cost"), money.short(ref.cost),
+              help=ctx.t("loy.ref_cost_help", rewards=money.short(ref.rewards), fees=money.short(ref.fees)))
+    r4.metric(ctx.t("loy.m_ref_per"), "—" if ref.reward_per_referred is None else money.short(ref.reward_per_referred))
+    key = {"pays": "loy.ref_verdict.pays", "loses": "loy.ref_verdict.loses"}.get(ref.verdict, "loy.ref_verdict.unclear")
+    st.markdown(ctx.t(key, roi=fmt.percent(ref.roi, lang, 0),
+                      lo="—" if ref.roi_low is None else fmt.percent(ref.roi_low, lang, 0),
+                      hi="—" if ref.roi_high is None else fmt.percent(ref.roi_high, lang, 0)))
+    if ref.roi_all_incremental is not None:
+        st.caption(ctx.t("loy.ref_all", roi=fmt.percent(ref.roi_all_incremental, lang, 0)))
+elif ref.referred:
+    st.info(ctx.t("loy.ref_unknown"), icon=":material/help:")
 if ref.comparison.height:
     st.dataframe(ref.comparison.select(
         pl.col("group").map_elements(lambda g: ctx.t(f"loy.ref_group.{g}"), return_dtype=pl.Utf8)
@@ -189,3 +300,11 @@ if ref.advocates.height:
         pl.col("referrer").alias(ctx.t("loy.col.referrer")), pl.col("referred").alias(ctx.t("loy.col.referred")),
         pl.col("referred_margin").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.ref_margin")),
     ), hide_index=True, width="stretch")
+    st.caption(ctx.t("loy.advocates_masked"))
+
+# -- everything on the page, for a spreadsheet -----------------------------------------------
+st.divider()
+st.download_button(ctx.t("loy.workbook"), lambda: to_xlsx(L.export_tables(view)),
+                   file_name=f"loyalty_{view.start.isoformat()}_{view.end.isoformat()}.xlsx",
+                   mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                   icon=":material/download:", on_click="ignore", help=ctx.t("loy.workbook_help"))

@@ -36,7 +36,9 @@ network), with the speed-up and the parameters' agreement (max relative differen
 and warm, on the import benchmark's database of that size if present (else one made by
 repeating the orders). ``--reuse`` keeps the databases already in ``--workdir``.
 With ``--loyalty`` (issue 6), on the largest size: the Loyalty page's whole computation
-(metrics.loyalty.loyalty_view, bootstrap included) cold and warm, with peak RSS.
+(metrics.loyalty.loyalty_view, bootstrap included) cold and warm, with peak RSS, and
+apart the naive table's predicted-CLV column (the CLV models' fit and scores, which
+the page shares with the CLV page's cache).
 With ``--paint``: the app's first paint at the default demo size in headless Chromium
 (time to the title, to all KPI cards, to the script finishing), first and warm loads.
 """
@@ -434,6 +436,7 @@ def child_loyalty(db: str, customers: int) -> dict:
     filters (last 365 days)."""
     from data.store import Store
     from metrics import kpis
+    from metrics import clv_view as CV
     from metrics import loyalty as L
     from metrics.filters import ViewState
 
@@ -442,10 +445,16 @@ def child_loyalty(db: str, customers: int) -> dict:
     f = ViewState().filters(as_of=last, first=first)
     view, cold, warm = _cold_warm(lambda: L.loyalty_view(store, f, as_of=last, value_per_point=100.0, margin_rate=0.3),
                                   1)
+    # The naive table's predicted-CLV column: the CLV models (cached with the CLV page's).
+    t0 = time.perf_counter()
+    scored = CV.score(store, CV.model_filters(f), as_of=last, settings=CV.Settings(margin_rate=0.3))
+    L.predicted_by_group(view.groups, scored.customers)
+    predicted = time.perf_counter() - t0
     orders = int(store.scalar("SELECT count(*) FROM orders"))
     store.close()
     c = view.causal
-    return {"cold_s": cold, "warm_s": warm, "orders": orders, "members": c.members, "matched": c.matched,
+    return {"cold_s": cold, "warm_s": warm, "predicted_clv_s": predicted, "orders": orders, "members": c.members,
+            "matched": c.matched,
             "effect": c.effect, "low": c.low, "high": c.high, "sample_share": c.sample_share,
             "peak_rss_mb": _rss_mb()}
 

@@ -3,6 +3,7 @@ state comes back as the selected filters."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -546,6 +547,29 @@ def test_loyalty_page_shows_the_causal_answer_beside_the_naive_one(demo_db, monk
     assert not at.exception, at.exception
     qp = {k: (x[0] if isinstance(x, list) else x) for k, x in at.query_params.items()}
     assert qp["l_extra"] == "1000000000.0"
+
+
+def test_loyalty_page_tiers_by_rule_curves_referral_roi_and_downloads(demo_db, monkeypatch):
+    at = app(demo_db, monkeypatch, lang="en")
+    at.run()
+    at.switch_page("pages/loyalty_page.py").run()
+    assert not at.exception, at.exception
+    body = texts(at)
+    assert "customers joined between the two dates; 0 members changed tier" in body  # recorded tiers: joins only
+    assert "Three months after their first purchase" in body  # the retention curves' reading
+    assert any(m.label == "Referral ROI" for m in at.metric)
+    headers = list(at.dataframe[0].value.columns)
+    assert "Predicted 12-month CLV" in headers and "Historical CLV" in headers
+    by_label(at.text_input, "Tier rule by spend (optional)").set_value(
+        "silver 2,000,000; gold 6.000.000; platinum 15000000").run()
+    assert not at.exception, at.exception
+    moved = re.search(r"; ([\d,]+) members changed tier", texts(at))
+    assert moved and int(moved.group(1).replace(",", "")) > 0  # members climb tiers as they spend
+    assert at.query_params["l_rule"] in ("silver 2,000,000; gold 6.000.000; platinum 15000000",
+                                         ["silver 2,000,000; gold 6.000.000; platinum 15000000"])
+    by_label(at.text_input, "Tier rule by spend (optional)").set_value("gold lots").run()
+    assert not at.exception, at.exception
+    assert any("The tier rule cannot be read" in e.value for e in at.error)
 
 
 def test_loyalty_page_says_what_it_cannot_estimate(tiny_db, monkeypatch):

@@ -37,6 +37,7 @@ import pytest
 from openpyxl import load_workbook
 from scipy import special
 
+from data.importer import neutralise
 from data.store import Store
 from metrics import churn
 from metrics import clv as C
@@ -397,7 +398,7 @@ def test_to_xlsx_neutralises_formulas_and_keeps_numbers():
     })
     assert list(load_workbook(io.BytesIO(churn.to_xlsx(odd))).active.iter_rows(values_only=True)) == [
         ("cat", "ctl", "ts", "inf"), ("'=a", "bad", datetime(2024, 1, 1, 9), None), ("b", "ok", None, -1)]
-    assert churn.neutralise("-20") == "'-20" and churn.neutralise("20") == "20" and churn.neutralise("") == ""
+    assert neutralise("-20") == "'-20" and neutralise("20") == "20" and neutralise("") == ""
     # The win-back export goes through unchanged in shape.
     ex = pl.DataFrame({"Customer ID": ["=A1"], "Churn risk": [0.5]})
     back = list(load_workbook(io.BytesIO(churn.to_xlsx(ex))).active.iter_rows(values_only=True))

@@ -492,6 +492,59 @@ def test_view_on_the_shop(shop):
     assert v.roi.status == "no_effect" and v.roi.verdict == "unknown"
 
 
+def test_naive_groups_and_predicted_clv_by_group(shop):
+    """The naive table's customers keep their group; predicted CLV is each group's
+    mean over its scored customers (hand-made scores)."""
+    summary = L.customer_summary(shop, Q1, start=date(2024, 1, 1), end=date(2024, 3, 31))
+    groups = L.naive_groups(summary, date(2024, 3, 31))
+    naive = L.naive_comparison(shop, Q1, start=date(2024, 1, 1), end=date(2024, 3, 31), summary=summary)
+    counted = groups.group_by("group").len().rows()
+    assert sorted(counted) == sorted((g, n) for g, n in naive.select("group", "customers").rows() if n)
+    keys = dict(zip(groups["group"], groups["customer_key"]))  # one key per group
+    non = groups.filter(pl.col("group") == "non_member")["customer_key"].to_list()
+    scored = pl.DataFrame({"customer_key": [keys["redeeming"], keys["non_redeeming"], non[0], non[1], 999],
+                           "clv": [300.0, 100.0, 40.0, 20.0, 5000.0], "p_alive": [0.9, 0.5, 0.6, 0.2, 1.0]})
+    got = {r["group"]: r for r in L.predicted_by_group(groups, scored).iter_rows(named=True)}
+    assert list(got) == list(L.GROUPS)
+    assert (got["redeeming"]["customers"], got["redeeming"]["predicted_clv"]) == (1, 300.0)
+    assert (got["non_redeeming"]["customers"], got["non_redeeming"]["predicted_clv"]) == (1, 100.0)
+    assert got["non_member"]["customers"] == 2  # key 999 is not in the table
+    assert got["non_member"]["predicted_clv"] == pytest.approx(30.0)
+    assert got["non_member"]["p_alive"] == pytest.approx(0.4)
+    empty = L.predicted_by_group(groups, scored.head(0))
+    assert empty["customers"].to_list() == [0, 0, 0] and empty["predicted_clv"].null_count() == 3
+
+
+def test_parse_tier_rule():
+    assert L.parse_tier_rule("silver 2,000,000; gold 6.000.000\nplatinum: 15 000 000") == (
+        (0.0, "member"), (2e6, "silver"), (6e6, "gold"), (15e6, "platinum"))
+    assert L.parse_tier_rule("basic = 0; VIP 1000") == ((0.0, "basic"), (1000.0, "vip"))
+    for bad, why in (("", "empty"), ("gold lots", "'gold lots'"), ("gold 1; gold 2", "named twice"),
+                     ("gold 5; silver 5", "two tiers start at 5"), ("member 10", "base tier")):
+        with pytest.raises(L.TierRuleError, match=why):
+            L.parse_tier_rule(bad)
+    rule = L.parse_tier_rule("silver 2,000,000; gold 6,000,000; platinum 15,000,000")
+    assert rule == L.DEMO_TIER_RULE
+
+
+def test_export_workbook(shop):
+    """Every table of the page lands on its own sheet, numbers as numbers."""
+    from openpyxl import load_workbook
+    import io
+
+    from data.importer import to_xlsx
+
+    v = L.loyalty_view(shop, YEAR, as_of=date(2024, 3, 31), value_per_point=2.0, margin_rate=0.3, draws=20)
+    tables = L.export_tables(v)
+    answer = dict(zip(tables["answer"]["metric"], tables["answer"]["value"]))
+    assert answer["liability"] == "290" and answer["verdict"] == "unknown" and answer["effect_per_member_month"] is None
+    wb = load_workbook(io.BytesIO(to_xlsx(tables)), read_only=True)
+    assert wb.sheetnames == list(tables)
+    naive = list(wb["naive"].iter_rows(values_only=True))
+    assert naive[0][:2] == ("group", "customers") and isinstance(naive[1][1], int)
+    assert len(naive) == v.naive.height + 1
+
+
 # ---------------------------------------------------------------------------------
 # Ground truth: the demo's known lift
 # ---------------------------------------------------------------------------------

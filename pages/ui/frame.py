@@ -49,6 +49,7 @@ class Context:
     as_of: date | None
     lang: str
     money: fmt.Money
+    first: date | None = None  # the first order's day
 
     def t(self, key: str, **values: object) -> str:
         return t(key, self.lang, **values)
@@ -82,7 +83,7 @@ def cell_customers(path: str, version: str, filters: Filters, spec: R.CohortSpec
     return R.cell_customers(get_store(path), filters, spec, cohort=cohort, k=k, later=later, segment=segment)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=4)
 def clv_fit(path: str, version: str, filters: Filters, as_of: date, unit: str) -> CV.Scored:
     """The models, refitted only when the data, filters, date or unit change."""
     return CV.fit(store(), filters, as_of=as_of, unit=unit)
@@ -267,7 +268,7 @@ def sidebar() -> Context:
         comparison = comparison_period(filters.start, filters.end, view.comparison)
         sb.caption(t("side.as_of", lang, date=fmt.day(last, lang)))
     ctx = Context(view=view, filters=filters, comparison=comparison, as_of=last, lang=lang,
-                  money=fmt.Money(lang=lang, currency=currency, fx=float(fx)))
+                  money=fmt.Money(lang=lang, currency=currency, fx=float(fx)), first=first)
     st.session_state[CONTEXT_KEY] = ctx
     return ctx
 
@@ -311,3 +312,21 @@ def empty_state(ctx: Context) -> None:
     """The plain message every page shows when the database has no orders."""
     st.info(f"**{ctx.t('empty.title')}** — {ctx.t('empty.body')}", icon=":material/database:")
     st.page_link("pages/data_page.py", label=ctx.t("empty.link"), icon=":material/upload:")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def loyalty_predicted(path: str, version: str, filters: Filters, as_of: date, value_per_point: float,
+                      margin_rate: float, extra_cost: float, window_months: int) -> pl.DataFrame | None:
+    """Mean predicted CLV (12 months, the CLV page's default settings but this margin)
+    of the Loyalty page's naive groups; None when the CLV models cannot be used."""
+    view = loyalty(path, version, filters, as_of, value_per_point, margin_rate, extra_cost, window_months)
+    mf = CV.model_filters(replace(filters, loyalty="all"))  # both members and non-members
+    scored = clv_scored(path, version, mf, as_of, CV.Settings(margin_rate=margin_rate))
+    return L.predicted_by_group(view.groups, scored.customers) if scored.ok else None
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def loyalty_tiers(path: str, version: str, filters: Filters, d1: date, d2: date,
+                  rule: tuple[tuple[float, str], ...] | None, margin_rate: float) -> pl.DataFrame:
+    """Tier movement between two dates: recorded tiers (``rule`` None) or a tier rule."""
+    return L.tier_movement(store(), filters, d1, d2, rule=rule, margin_rate=margin_rate)
