@@ -325,3 +325,80 @@ def segment_summary(scored: pl.DataFrame) -> pl.DataFrame:
         (pl.col("revenue") / total_rev if total_rev else pl.lit(None, dtype=pl.Float64)).alias("revenue_share"),
     ).select("segment", "label_en", "label_vi", "customers", "share", "revenue", "revenue_share",
              "mean_recency_days", "mean_frequency", "mean_monetary")
+
+
+# ---------------------------------------------------------------------------------
+# The grid, movement between dates, the mix over time, member lists
+# ---------------------------------------------------------------------------------
+NOT_YET = "not_yet"  # movement: no completed order by the first date
+
+
+def grid_summary(scored: pl.DataFrame) -> pl.DataFrame:
+    """The 25 R x FM cells of :func:`assign_segments` output: r, fm, segment (the
+    most common in the cell; the rules give one per cell), customers, revenue (sum
+    of monetary), margin; cells without customers have 0."""
+    cells = pl.DataFrame({"r": [r for r in SCORES for _ in SCORES], "fm": [fm for _ in SCORES for fm in SCORES]},
+                         schema={"r": pl.Int64, "fm": pl.Int64})
+    agg = scored.group_by(pl.col("r").cast(pl.Int64), pl.col("fm").cast(pl.Int64)).agg(
+        pl.len().cast(pl.Int64).alias("customers"), pl.col("monetary").sum().alias("revenue"),
+        pl.col("margin").sum().alias("margin"), pl.col("segment").mode().first().alias("segment"))
+    return cells.join(agg, on=["r", "fm"], how="left").with_columns(
+        pl.col("customers").fill_null(0), pl.col("revenue").fill_null(0.0), pl.col("margin").fill_null(0.0)
+    ).sort("fm", "r", descending=[True, False])
+
+
+def segment_movement(store: Store, f: Filters, d1: date, d2: date, *, margin_rate: float = DEFAULT_MARGIN_RATE,
+                     rules: Sequence[Mapping[str, Any]] = DEFAULT_SEGMENT_RULES) -> pl.DataFrame:
+    """How customers moved between segments from ``d1`` to ``d2`` (each date's own
+    RFM scores over all customers then; :data:`NOT_YET` = no completed order by
+    ``d1``): from_segment, to_segment, customers. Every customer scored at ``d2``
+    appears once, so the flows into each segment sum to its size at ``d2``."""
+    a = rfm_segments(store, f, as_of=d1, margin_rate=margin_rate, rules=rules).select(
+        "customer_key", pl.col("segment").alias("from_segment"))
+    b = rfm_segments(store, f, as_of=d2, margin_rate=margin_rate, rules=rules).select(
+        "customer_key", pl.col("segment").alias("to_segment"))
+    j = b.join(a, on="customer_key", how="left").with_columns(pl.col("from_segment").fill_null(NOT_YET))
+    order = {s: i for i, s in enumerate((NOT_YET, *SEGMENTS))}
+    return (j.group_by("from_segment", "to_segment").agg(pl.len().cast(pl.Int64).alias("customers"))
+            .with_columns(pl.col("from_segment").replace_strict(order, default=len(order)).alias("_a"),
+                          pl.col("to_segment").replace_strict(order, default=len(order)).alias("_b"))
+            .sort("_a", "_b").drop("_a", "_b"))
+
+
+def segment_mix(store: Store, f: Filters, dates: Sequence[date], *, margin_rate: float = DEFAULT_MARGIN_RATE,
+                rules: Sequence[Mapping[str, Any]] = DEFAULT_SEGMENT_RULES) -> pl.DataFrame:
+    """The segment mix at each date (RFM scored at that date): date, segment,
+    customers, share (of the customers scored that day)."""
+    parts = []
+    for d in dates:
+        s = rfm_segments(store, f, as_of=d, margin_rate=margin_rate, rules=rules)
+        if s.height:
+            parts.append(s.group_by("segment").agg(pl.len().cast(pl.Int64).alias("customers")).with_columns(
+                pl.lit(d).alias("date"), (pl.col("customers") / s.height).alias("share")))
+    if not parts:
+        return pl.DataFrame(schema={"date": pl.Date, "segment": pl.Utf8, "customers": pl.Int64, "share": pl.Float64})
+    return pl.concat(parts).select("date", "segment", "customers", "share").sort("date", "segment")
+
+
+def members(store: Store, scored: pl.DataFrame, keys: pl.DataFrame | None = None, *, limit: int | None = None
+            ) -> pl.DataFrame:
+    """A member list for export, masked (ids, names, emails, phones as in
+    :mod:`metrics.retention`): customer_id, name, email, phone, region,
+    acquisition_channel, r, f, m, segment, last_order, frequency, monetary, margin;
+    the customers of ``scored`` (optionally only those in ``keys``: customer_key),
+    highest monetary first."""
+    from metrics.retention import mask_email, mask_id, mask_name, mask_phone
+
+    part = scored if keys is None else scored.join(keys.select("customer_key"), on="customer_key", how="semi")
+    part = part.sort("monetary", descending=True)
+    if limit is not None:
+        part = part.head(limit)
+    info = store.query("SELECT customer_key, customer_id, name, email, phone, region, acquisition_channel "
+                       "FROM customers").with_columns(pl.col("customer_key").cast(part.schema["customer_key"]))
+    out = part.join(info, on="customer_key", how="left", maintain_order="left")
+    return out.select(
+        pl.col("customer_id").map_elements(mask_id, return_dtype=pl.Utf8),
+        pl.col("name").map_elements(mask_name, return_dtype=pl.Utf8),
+        pl.col("email").map_elements(mask_email, return_dtype=pl.Utf8),
+        pl.col("phone").map_elements(mask_phone, return_dtype=pl.Utf8),
+        "region", "acquisition_channel", "r", "f", "m", "segment", "last_order", "frequency", "monetary", "margin")

@@ -39,6 +39,8 @@ With ``--loyalty`` (issue 6), on the largest size: the Loyalty page's whole comp
 (metrics.loyalty.loyalty_view, bootstrap included) cold and warm, with peak RSS, and
 apart the naive table's predicted-CLV column (the CLV models' fit and scores, which
 the page shares with the CLV page's cache).
+With ``--segments`` (issue 7), on the largest size: RFM scores, segments, summary and
+grid cold and warm, and the personas (features, fit, description, projection).
 With ``--paint``: the app's first paint at the default demo size in headless Chromium
 (time to the title, to all KPI cards, to the script finishing), first and warm loads.
 """
@@ -459,10 +461,44 @@ def child_loyalty(db: str, customers: int) -> dict:
             "peak_rss_mb": _rss_mb()}
 
 
+def child_segments(db: str, customers: int) -> dict:
+    """The Segments page's computation: RFM scores and segments with the summary and
+    the grid (cold, then warm), and the personas (features of every customer,
+    k-means on a sample for k = 3..8 with the silhouettes, every customer assigned,
+    the description and the projection), on a freshly opened database."""
+    from data.store import Store
+    from metrics import kpis
+    from metrics import personas as P
+    from metrics import rfm
+    from metrics.filters import ViewState
+
+    store = Store(db, read_only=True)
+    first, last = kpis.data_bounds(store)
+    f = ViewState().filters(as_of=last, first=first)
+
+    def segments():
+        scored = rfm.rfm_segments(store, f, as_of=last)
+        return scored, rfm.segment_summary(scored), rfm.grid_summary(scored)
+
+    (scored, _, _), cold, warm = _cold_warm(segments, 1)
+    t0 = time.perf_counter()
+    feats = P.features(store, f, as_of=last)
+    t1 = time.perf_counter()
+    fitted = P.fit(feats)
+    t2 = time.perf_counter()
+    P.describe(feats, fitted, segments=scored, nps=P.nps_answers(store, as_of=last))
+    P.projection(feats, fitted)
+    t3 = time.perf_counter()
+    store.close()
+    return {"segments_cold_s": cold, "segments_warm_s": warm, "customers": scored.height,
+            "personas_s": t3 - t0, "features_s": t1 - t0, "fit_s": t2 - t1, "describe_s": t3 - t2,
+            "k": fitted.k, "silhouette": fitted.silhouettes[fitted.k], "peak_rss_mb": _rss_mb()}
+
+
 CHILDREN = {"generate": child_generate, "retention": child_retention, "overview": child_overview, "paint": child_paint,
             "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import,
             "clv": child_clv, "clv_summary": child_clv_summary, "clv_orders_db": child_clv_orders_db,
-            "loyalty": child_loyalty}
+            "loyalty": child_loyalty, "segments": child_segments}
 
 
 def run_child(name: str, db: Path, customers: int) -> dict:
@@ -490,6 +526,8 @@ def main() -> int:
                          "if there, else one made by repeating the largest size's orders)")
     ap.add_argument("--loyalty", action="store_true",
                     help="also the Loyalty page's computation (issue 6) on the largest size, cold and warm")
+    ap.add_argument("--segments", action="store_true",
+                    help="also the Segments page's computation (issue 7: RFM, segments, personas) on the largest size")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write the databases (default: a temp dir)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the databases already in --workdir instead of generating them again")
@@ -597,6 +635,14 @@ def main() -> int:
               f"purchase days, {sql['customers']:,} customers; {big.name})  cold {sql['cold_s']:6.2f} s   "
               f"warm {sql['warm_s']:6.2f} s   peak RSS {sql['peak_rss_mb']:6.0f} MB")
         results["clv"] = clv_res
+    if args.segments:
+        n = max(args.customers)
+        seg = run_child("segments", workdir / f"bench_{n}.duckdb", n)
+        results["segments"] = {"customers_db": n, **seg}
+        print(f"\n== Segments page computation, {n:,}-customer database: RFM + segments cold "
+              f"{seg['segments_cold_s']:6.2f} s   warm {seg['segments_warm_s']:6.2f} s   personas "
+              f"{seg['personas_s']:6.2f} s (features {seg['features_s']:.2f}, fit {seg['fit_s']:.2f}, "
+              f"describe {seg['describe_s']:.2f}; k = {seg['k']})   peak RSS {seg['peak_rss_mb']:6.0f} MB")
     if args.loyalty:
         n = max(args.customers)
         loy = run_child("loyalty", workdir / f"bench_{n}.duckdb", n)

@@ -16,7 +16,7 @@ from metrics.filters import Filters, ViewState, comparison_period
 from tests.conftest import tiny_frames
 
 PAGES = ["pages/overview_page.py", "pages/retention_page.py", "pages/clv_page.py", "pages/churn_page.py",
-         "pages/loyalty_page.py", "pages/data_page.py"]
+         "pages/loyalty_page.py", "pages/segments_page.py", "pages/data_page.py"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -80,7 +80,8 @@ def test_every_page_renders_on_empty_database(empty_db, monkeypatch, page):
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
-    if page.endswith(("overview_page.py", "retention_page.py", "clv_page.py", "churn_page.py", "loyalty_page.py")):
+    if page.endswith(("overview_page.py", "retention_page.py", "clv_page.py", "churn_page.py", "loyalty_page.py",
+                      "segments_page.py")):
         assert "No data yet" in texts(at)
         assert len(at.metric) == 0
     else:
@@ -570,6 +571,33 @@ def test_loyalty_page_tiers_by_rule_curves_referral_roi_and_downloads(demo_db, m
     by_label(at.text_input, "Tier rule by spend (optional)").set_value("gold lots").run()
     assert not at.exception, at.exception
     assert any("The tier rule cannot be read" in e.value for e in at.error)
+
+
+def test_segments_page_segments_personas_and_rules_from_the_link(demo_db, monkeypatch):
+    at = app(demo_db, monkeypatch, lang="en")
+    at.run()
+    at.switch_page("pages/segments_page.py").run()
+    assert not at.exception, at.exception
+    body = texts(at)
+    assert "bring in the most revenue" in body and "k-means picked" in body
+    seg = next(d.value for d in at.dataframe if "Suggested action" in d.value.columns)
+    assert "Champions" in seg["Segment"].to_list()
+    assert "Mean predicted 12-month CLV" in seg.columns and "NPS" in seg.columns
+    assert any("Favourite channel" in m.value for m in at.markdown)  # persona cards
+    # A shared link with edited rules: everything above R 3 is 'champions'.
+    code = "champions:4-5:*;hibernating:*:*"
+    at2 = app(demo_db, monkeypatch, lang="en", s_rules=code)
+    at2.run()
+    at2.switch_page("pages/segments_page.py").run()
+    assert not at2.exception, at2.exception
+    seg2 = next(d.value for d in at2.dataframe if "Suggested action" in d.value.columns)
+    counts = dict(zip(seg2["Segment"], seg2["Customers"]))
+    assert counts["Champions"] > counts_champions(seg) and counts["Loyal"] == 0
+    assert at2.query_params["s_rules"] in (code, [code])
+
+
+def counts_champions(frame) -> int:
+    return dict(zip(frame["Segment"], frame["Customers"]))["Champions"]
 
 
 def test_loyalty_page_says_what_it_cannot_estimate(tiny_db, monkeypatch):

@@ -241,6 +241,18 @@ def test_loyalty_page_in_the_browser(server, browser):
     page.close()
 
 
+def test_segments_page_in_the_browser(server, browser):
+    """The Segments page: the segment table, the RFM grid, movement, mix and personas."""
+    page, _ = open_page(browser, server + "/segments?lang=en", ready="text=Who are your customers?", height=6000)
+    page.wait_for_selector("text=k-means picked", timeout=90_000)
+    # grid, movement Sankey, mix, silhouette, projection
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5", timeout=60_000)
+    assert page.get_by_text("bring in the most revenue", exact=False).count() == 1
+    assert page.get_by_text("Favourite channel", exact=False).count() >= 3
+    page.screenshot(path=str(ARTIFACTS / "segments_en.png"))
+    page.close()
+
+
 def test_data_page_in_the_browser(server, browser):
     page, _ = open_page(browser, server + "/data?lang=en", ready="text=Rebuild demo data")
     assert page.get_by_text("What is loaded").count() == 1

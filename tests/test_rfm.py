@@ -249,3 +249,41 @@ def test_segment_summary_by_hand(rfm_store):
     assert row["new"]["label_vi"] == "Khách hàng mới"
     empty = rfm.segment_summary(rfm.assign_segments(pl.DataFrame(schema=rfm.RFM_COLUMNS)))
     assert empty["customers"].sum() == 0 and empty["revenue_share"].null_count() == 11
+
+
+def test_grid_summary_by_hand(rfm_store):
+    grid = rfm.grid_summary(rfm.rfm_segments(rfm_store, f(), as_of=AS_OF))
+    assert grid.height == 25 and int(grid["customers"].sum()) == 10
+    cell = {(r["r"], r["fm"]): r for r in grid.iter_rows(named=True)}
+    assert (cell[(4, 4)]["customers"], cell[(4, 4)]["revenue"], cell[(4, 4)]["segment"]) == (2, 500.0, "champions")
+    assert (cell[(1, 2)]["customers"], cell[(1, 2)]["revenue"]) == (1, 50.0)  # K01
+    assert cell[(3, 5)]["customers"] == 0 and cell[(3, 5)]["segment"] is None
+
+
+def test_movement_flows_sum_to_the_segment_sizes(rfm_store):
+    """From 26 May: K01..K06 had ordered (scored then), K07..K10 had not (K07's first
+    order is on 28 May). Every customer scored on 30 June appears once."""
+    d1 = AS_OF - timedelta(days=35)
+    mv = rfm.segment_movement(rfm_store, f(), d1, AS_OF)
+    now = rfm.rfm_segments(rfm_store, f(), as_of=AS_OF)
+    sizes = dict(now.group_by("segment").len().rows())
+    into = dict(mv.group_by("to_segment").agg(pl.col("customers").sum()).rows())
+    assert into == sizes
+    assert int(mv.filter(pl.col("from_segment") == rfm.NOT_YET)["customers"].sum()) == 4
+    before = rfm.rfm_segments(rfm_store, f(), as_of=d1)
+    assert before.height == 6
+    out_of = dict(mv.filter(pl.col("from_segment") != rfm.NOT_YET).group_by("from_segment")
+                  .agg(pl.col("customers").sum()).rows())
+    assert out_of == dict(before.group_by("segment").len().rows())
+    mix = rfm.segment_mix(rfm_store, f(), [d1, AS_OF])
+    assert mix.group_by("date").agg(pl.col("share").sum())["share"].to_list() == [pytest.approx(1.0)] * 2
+    assert dict(mix.filter(pl.col("date") == AS_OF).select("segment", "customers").rows()) == sizes
+
+
+def test_member_list_is_masked_and_sorted(rfm_store):
+    scored = rfm.rfm_segments(rfm_store, f(), as_of=AS_OF)
+    keys = scored.filter(pl.col("segment") == "champions").select("customer_key")
+    lst = rfm.members(rfm_store, scored, keys)
+    assert lst.height == 4 and lst["monetary"].to_list() == [1000.0, 300.0, 300.0, 200.0]
+    assert lst["customer_id"][0] == "K10"  # mask_id keeps ids of 4 characters or fewer whole
+    assert all(s == "champions" for s in lst["segment"])

@@ -16,6 +16,8 @@ from metrics import kpis
 from metrics import churn
 from metrics import clv_view as CV
 from metrics import loyalty as L
+from metrics import personas as P
+from metrics import rfm
 from metrics import retention as R
 from metrics.filters import (
     COMPARISONS, LOYALTY, PERIODS, Filters, ViewState, comparison_period,
@@ -25,7 +27,7 @@ from pages.ui.i18n import LANGUAGES, label, t
 
 CONTEXT_KEY = "_cm_context"
 # URL parameters a page keeps for its own controls (the sidebar leaves them alone).
-PAGE_PREFIXES = ("r_", "c_", "k_", "l_")
+PAGE_PREFIXES = ("r_", "c_", "k_", "l_", "s_", "v_")
 
 
 @st.cache_resource(show_spinner=False)
@@ -330,3 +332,47 @@ def loyalty_tiers(path: str, version: str, filters: Filters, d1: date, d2: date,
                   rule: tuple[tuple[float, str], ...] | None, margin_rate: float) -> pl.DataFrame:
     """Tier movement between two dates: recorded tiers (``rule`` None) or a tier rule."""
     return L.tier_movement(store(), filters, d1, d2, rule=rule, margin_rate=margin_rate)
+
+
+# -- Segments page ------------------------------------------------------------------
+def _rules(rules: tuple[tuple[str, tuple[int, int] | None, tuple[int, int] | None], ...]) -> list[dict]:
+    out = []
+    for name, r, fm in rules:
+        rule: dict = {"name": name}
+        if r is not None:
+            rule["r"] = r
+        if fm is not None:
+            rule["fm"] = fm
+        out.append(rule)
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def rfm_scored(path: str, version: str, filters: Filters, as_of: date, rules: tuple) -> pl.DataFrame:
+    """RFM scores and segments at ``as_of`` (``rules`` as hashable tuples)."""
+    return rfm.rfm_segments(store(), filters, as_of=as_of, rules=_rules(rules))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def segment_movement(path: str, version: str, filters: Filters, d1: date, d2: date, rules: tuple) -> pl.DataFrame:
+    return rfm.segment_movement(store(), filters, d1, d2, rules=_rules(rules))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def segment_mix(path: str, version: str, filters: Filters, dates: tuple[date, ...], rules: tuple) -> pl.DataFrame:
+    return rfm.segment_mix(store(), filters, dates, rules=_rules(rules))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def personas(path: str, version: str, filters: Filters, as_of: date):
+    """(features, fitted personas) or the reason they cannot be built (a str)."""
+    feats = P.features(store(), filters, as_of=as_of)
+    try:
+        return feats, P.fit(feats)
+    except P.PersonaError as e:
+        return str(e)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def nps_answers(path: str, version: str, as_of: date) -> pl.DataFrame:
+    return P.nps_answers(store(), as_of=as_of)
