@@ -88,6 +88,7 @@ class Scored:
     error_code: str | None = None
     error_values: dict = field(default_factory=dict)
     summary: pl.DataFrame | None = None  # the fit's customer summary (at DEFAULT_MARGIN_RATE), reused by score
+    summary_unit: str | None = None  # its time unit
 
     @property
     def ok(self) -> bool:
@@ -128,7 +129,8 @@ def fit(store: Store, f: Filters, *, as_of: date, unit: str = "days") -> Scored:
         gg = M.fit_gamma_gamma(x, summary["monetary_value"])
     except M.ModelError as e:
         return Scored(error=str(e), error_code=e.code, error_values=e.values)
-    return Scored(None, bg, gg, M.frequency_monetary_correlation(x, summary["monetary_value"]), summary=summary)
+    return Scored(None, bg, gg, M.frequency_monetary_correlation(x, summary["monetary_value"]), summary=summary,
+                  summary_unit=unit)
 
 
 def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Settings(),
@@ -139,7 +141,8 @@ def score(store: Store, f: Filters, *, as_of: date, settings: Settings = Setting
     if fitted.problems or fitted.error:
         return fitted
     bg, gg = fitted.bgnbd, fitted.gg
-    if fitted.summary is not None and settings.margin_rate == DEFAULT_MARGIN_RATE:
+    if (fitted.summary is not None and settings.margin_rate == DEFAULT_MARGIN_RATE
+            and fitted.summary_unit == settings.unit):
         summary = fitted.summary  # the same query: read once
     else:
         summary = M.customer_summary(store, f, calibration_end=as_of, unit=settings.unit,
@@ -338,7 +341,6 @@ class Validation:
     shortfalls: list[tuple[str, dict]] = field(default_factory=list)
     error_code: str | None = None
     error_values: dict = field(default_factory=dict)
-    summary: pl.DataFrame | None = None  # the fit's customer summary (at DEFAULT_MARGIN_RATE), reused by score
 
 
 def default_calibration_end(first: date, as_of: date) -> date:
