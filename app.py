@@ -39,6 +39,7 @@ pages = [
     st.Page("pages/churn_page.py", title=t("nav.churn", ctx.lang), icon=":material/trending_down:", url_path="churn"),
     st.Page("pages/loyalty_page.py", title=t("nav.loyalty", ctx.lang), icon=":material/loyalty:", url_path="loyalty"),
     st.Page("pages/segments_page.py", title=t("nav.segments", ctx.lang), icon=":material/groups:", url_path="segments"),
+    st.Page("pages/surveys_page.py", title=t("nav.surveys", ctx.lang), icon=":material/reviews:", url_path="surveys"),
     st.Page("pages/data_page.py", title=t("nav.data", ctx.lang), icon=":material/database:", url_path="data"),
 ]
 st.navigation(pages).run()

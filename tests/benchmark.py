@@ -40,7 +40,8 @@ With ``--loyalty`` (issue 6), on the largest size: the Loyalty page's whole comp
 apart the naive table's predicted-CLV column (the CLV models' fit and scores, which
 the page shares with the CLV page's cache).
 With ``--segments`` (issue 7), on the largest size: RFM scores, segments, summary and
-grid cold and warm, and the personas (features, fit, description, projection).
+grid cold and warm, and the personas (features, fit, description, projection); then
+the Surveys page's computation (without the CLV models) cold and warm.
 With ``--paint``: the app's first paint at the default demo size in headless Chromium
 (time to the title, to all KPI cards, to the script finishing), first and warm loads.
 """
@@ -495,10 +496,42 @@ def child_segments(db: str, customers: int) -> dict:
             "k": fitted.k, "silhouette": fitted.silhouettes[fitted.k], "peak_rss_mb": _rss_mb()}
 
 
+def child_surveys(db: str, customers: int) -> dict:
+    """The Surveys page's computation without the CLV models (default filters, last
+    365 days): scores with the comparison, monthly scores, the distribution, the
+    touchpoint breakdown, say vs do (180 days), the detractors by margin, the key
+    drivers, the distinctive words by NPS group and a comment search; cold then warm."""
+    from dataclasses import replace
+
+    from data.store import Store
+    from metrics import kpis
+    from metrics import surveys as S
+    from metrics.filters import ViewState, comparison_period
+
+    store = Store(db, read_only=True)
+    first, last = kpis.data_bounds(store)
+    f = ViewState().filters(as_of=last, first=first)
+    cmp = comparison_period(f.start, f.end, "prev")
+    a, b = S.observed_period(f, as_of=last, horizon_days=180)
+
+    def page():
+        return (S.score_summary(store, f, comparison=cmp), S.monthly_scores(store, f), S.nps_distribution(store, f),
+                S.scores_by(store, f, "touchpoint"),
+                S.say_vs_do(store, replace(f, start=a, end=b), as_of=last, horizon_days=180),
+                S.detractors_to_call(store, f, limit=200), S.key_drivers(store, f),
+                S.distinctive_terms(store, f, by="category", top=10), S.search_comments(store, f, "giao hang"))
+
+    out, cold, warm = _cold_warm(page, 1)
+    responses = int(store.scalar("SELECT count(*) FROM survey_responses"))
+    store.close()
+    return {"cold_s": cold, "warm_s": warm, "responses": responses, "peak_rss_mb": _rss_mb()}
+
+
 CHILDREN = {"generate": child_generate, "retention": child_retention, "overview": child_overview, "paint": child_paint,
             "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import,
             "clv": child_clv, "clv_summary": child_clv_summary, "clv_orders_db": child_clv_orders_db,
-            "loyalty": child_loyalty, "segments": child_segments}
+            "loyalty": child_loyalty, "segments": child_segments,
+            "surveys": child_surveys}
 
 
 def run_child(name: str, db: Path, customers: int) -> dict:
@@ -643,6 +676,13 @@ def main() -> int:
               f"{seg['segments_cold_s']:6.2f} s   warm {seg['segments_warm_s']:6.2f} s   personas "
               f"{seg['personas_s']:6.2f} s (features {seg['features_s']:.2f}, fit {seg['fit_s']:.2f}, "
               f"describe {seg['describe_s']:.2f}; k = {seg['k']})   peak RSS {seg['peak_rss_mb']:6.0f} MB")
+    if args.segments:
+        n = max(args.customers)
+        sv = run_child("surveys", workdir / f"bench_{n}.duckdb", n)
+        results["surveys"] = {"customers_db": n, **sv}
+        print(f"\n== Surveys page computation (without the CLV models), {n:,}-customer database "
+              f"({sv['responses']:,} responses): cold {sv['cold_s']:6.2f} s   warm {sv['warm_s']:6.2f} s   "
+              f"peak RSS {sv['peak_rss_mb']:6.0f} MB")
     if args.loyalty:
         n = max(args.customers)
         loy = run_child("loyalty", workdir / f"bench_{n}.duckdb", n)

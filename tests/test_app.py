@@ -16,7 +16,8 @@ from metrics.filters import Filters, ViewState, comparison_period
 from tests.conftest import tiny_frames
 
 PAGES = ["pages/overview_page.py", "pages/retention_page.py", "pages/clv_page.py", "pages/churn_page.py",
-         "pages/loyalty_page.py", "pages/segments_page.py", "pages/data_page.py"]
+         "pages/loyalty_page.py", "pages/segments_page.py",
+         "pages/surveys_page.py", "pages/data_page.py"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -81,7 +82,7 @@ def test_every_page_renders_on_empty_database(empty_db, monkeypatch, page):
     at.switch_page(page).run()
     assert not at.exception, at.exception
     if page.endswith(("overview_page.py", "retention_page.py", "clv_page.py", "churn_page.py", "loyalty_page.py",
-                      "segments_page.py")):
+                      "segments_page.py", "surveys_page.py")):
         assert "No data yet" in texts(at)
         assert len(at.metric) == 0
     else:
@@ -594,6 +595,37 @@ def test_segments_page_segments_personas_and_rules_from_the_link(demo_db, monkey
     counts = dict(zip(seg2["Segment"], seg2["Customers"]))
     assert counts["Champions"] > counts_champions(seg) and counts["Loyal"] == 0
     assert at2.query_params["s_rules"] in (code, [code])
+
+
+def test_surveys_page_scores_say_do_drivers_and_search(demo_db, monkeypatch):
+    from dataclasses import replace as dc_replace
+
+    from metrics import surveys as S
+
+    s = Store(demo_db)
+    first, last = kpis.data_bounds(s)
+    f = ViewState().filters(as_of=last, first=first)
+    nps = {r["metric"]: r for r in S.score_summary(s, f).iter_rows(named=True)}["nps"]
+    start, end = S.observed_period(f, as_of=last, horizon_days=90)
+    sd = {r["category"]: r for r in S.say_vs_do(s, dc_replace(f, start=start, end=end), as_of=last,
+                                                 horizon_days=90).table.iter_rows(named=True)}
+    s.close()
+    at = app(demo_db, monkeypatch, lang="en", v_by="persona", v_h="90", v_q="giao hang")
+    at.run()
+    at.switch_page("pages/surveys_page.py").run()
+    assert not at.exception, at.exception
+    body = texts(at)
+    assert f"NPS is {nps['value']:.0f}" in body and f"{nps['n']:,} answers" in body
+    assert f"{sd['promoter']['retention']:.0%} of promoters bought again against" in body
+    assert "Fix first:" in body or "No touchpoint is both" in body
+    assert "anonymous answers cannot be tied to a customer" in body  # the persona breakdown leaves them out
+    groups = next(d.value for d in at.dataframe if "Group" in d.value.columns)["Group"].to_list()
+    assert groups and not any(g.isdigit() for g in groups)  # personas by name, not number
+    found = next(d.value for d in at.dataframe if "Comment" in d.value.columns and "Answered" in d.value.columns
+                 and "Score" not in d.value.columns)
+    assert len(found) and all("giao hàng" in c.lower() or "giao hang" in c.lower() for c in found["Comment"])
+    qp = {k: (x[0] if isinstance(x, list) else x) for k, x in at.query_params.items()}
+    assert (qp["v_by"], qp["v_h"], qp["v_q"]) == ("persona", "90", "giao hang")
 
 
 def counts_champions(frame) -> int:

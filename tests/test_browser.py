@@ -253,6 +253,19 @@ def test_segments_page_in_the_browser(server, browser):
     page.close()
 
 
+def test_surveys_page_in_the_browser(server, browser):
+    """The Surveys page: scores, trend, distribution, breakdown, say vs do, drivers, verbatims."""
+    page, _ = open_page(browser, server + "/surveys?lang=en", ready="text=What customers say, and what they do",
+                        height=7000)
+    page.wait_for_selector("text=Distinctive words by", timeout=90_000)
+    # trend, distribution, breakdown, retention and revenue after, CLV deciles, drivers quadrant
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=60_000)
+    assert page.get_by_text("NPS is", exact=False).count() >= 1
+    assert page.get_by_text("of promoters bought again against", exact=False).count() == 1
+    page.screenshot(path=str(ARTIFACTS / "surveys_en.png"))
+    page.close()
+
+
 def test_data_page_in_the_browser(server, browser):
     page, _ = open_page(browser, server + "/data?lang=en", ready="text=Rebuild demo data")
     assert page.get_by_text("What is loaded").count() == 1

@@ -18,6 +18,7 @@ from metrics import clv_view as CV
 from metrics import loyalty as L
 from metrics import personas as P
 from metrics import rfm
+from metrics import surveys as S
 from metrics import retention as R
 from metrics.filters import (
     COMPARISONS, LOYALTY, PERIODS, Filters, ViewState, comparison_period,
@@ -376,3 +377,71 @@ def personas(path: str, version: str, filters: Filters, as_of: date):
 @st.cache_data(show_spinner=False, max_entries=16)
 def nps_answers(path: str, version: str, as_of: date) -> pl.DataFrame:
     return P.nps_answers(store(), as_of=as_of)
+
+
+# -- Surveys page -----------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=16)
+def survey_overview(path: str, version: str, filters: Filters, comparison: tuple[date, date] | None):
+    """Scores with the comparison, monthly scores, the 0-10 distribution."""
+    s = store()
+    return (S.score_summary(s, filters, comparison=comparison), S.monthly_scores(s, filters),
+            S.nps_distribution(s, filters))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def survey_breakdown(path: str, version: str, filters: Filters, by: str, as_of: date) -> S.Linked:
+    """Scores by touchpoint / channel / survey, or by RFM segment / persona (customer groups)."""
+    if by in S.BREAKDOWNS:
+        return S.Linked(S.scores_by(store(), filters, by))
+    return S.scores_by_customer_group(store(), filters, survey_groups(path, version, filters, by, as_of))
+
+
+def survey_groups(path: str, version: str, filters: Filters, by: str, as_of: date) -> pl.DataFrame:
+    """customer_key, group for ``segment`` (RFM, default rules) or ``persona``."""
+    mf = CV.model_filters(filters)
+    if by == "segment":
+        return rfm_scored(path, version, mf, as_of, tuple((r["name"], r.get("r"), r.get("fm"))
+                                                          for r in rfm.DEFAULT_SEGMENT_RULES)).select(
+            "customer_key", pl.col("segment").alias("group"))
+    got = personas(path, version, mf, as_of)
+    if isinstance(got, str):
+        return pl.DataFrame(schema={"customer_key": pl.Int64, "group": pl.Utf8})
+    return got[1].assignments.select("customer_key", pl.col("persona").cast(pl.Utf8).alias("group"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def survey_say_do(path: str, version: str, filters: Filters, as_of: date, horizon_days: int) -> S.SayDo:
+    """Say vs do on the window as long as the period that ends ``horizon_days``
+    before ``as_of`` (every answer's horizon observed)."""
+    start, end = S.observed_period(filters, as_of=as_of, horizon_days=horizon_days)
+    return S.say_vs_do(store(), replace(filters, start=start, end=end), as_of=as_of, horizon_days=horizon_days)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def survey_deciles(path: str, version: str, filters: Filters, as_of: date) -> S.Linked | None:
+    scored = clv_scored(path, version, CV.model_filters(filters), as_of, CV.Settings())
+    if not scored.ok:
+        return None
+    return S.scores_by_clv_decile(store(), filters, scored.customers.select("customer_key", "clv"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def survey_detractors(path: str, version: str, filters: Filters, as_of: date) -> S.Linked:
+    scored = clv_scored(path, version, CV.model_filters(filters), as_of, CV.Settings())
+    clv = scored.customers.select("customer_key", "clv") if scored.ok else None
+    return S.detractors_to_call(store(), filters, clv=clv, limit=200)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def survey_drivers(path: str, version: str, filters: Filters) -> S.Linked:
+    return S.key_drivers(store(), filters)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def survey_terms(path: str, version: str, filters: Filters, by: str, lang: str) -> S.Linked:
+    return S.distinctive_terms(store(), filters, by=by, top=10, lang=lang)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def survey_search(path: str, version: str, filters: Filters, query: str, fold: bool) -> S.CommentSearch:
+    return S.search_comments(store(), filters, query, fold_diacritics=fold, limit=200)
