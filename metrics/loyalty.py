@@ -169,7 +169,8 @@ def customer_summary(store: Store, f: Filters, *, start: date, end: date,
     margin (all completed orders to ``end``), w_orders, w_revenue, w_margin (in
     ``[start, end]``), enrolled_at (first enrolment, null for non-members), redeemer
     (a redemption by ``end``), referred (acquired by referral, :func:`_referred_sql`).
-    Shared by :func:`naive_comparison` and :func:`referral_view` (one pass)."""
+    The per-customer form of what :func:`window_cells` aggregates in SQL (which the
+    page uses); :func:`naive_groups` reads it."""
     g = _all_customers(f)
     base, params = g.orders_sql()
     msql, mparams = _members_sql(g)
@@ -186,6 +187,59 @@ def customer_summary(store: Store, f: Filters, *, start: date, end: date,
         "FROM c LEFT JOIN m USING (customer_key) LEFT JOIN r USING (customer_key) LEFT JOIN rf USING (customer_key)",
         {**params, **mparams, "margin_rate": margin_rate, "s": instant(start), "e": _end_instant(end)},
     ).select(SUMMARY_COLUMNS)
+
+
+def window_cells(store: Store, f: Filters, *, start: date, end: date,
+                 margin_rate: float = DEFAULT_MARGIN_RATE) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The aggregates :func:`naive_comparison` and :func:`referral_view` need, from the
+    rows of :func:`customer_summary` (same definitions) in one pass, without fetching
+    a row per customer:
+
+    - naive: grp (the naive group at ``end``), n, orders, revenue, wmargin (in the
+      window), s1 (sum of margin to ``end``), rep (2+ orders), rec (an order in the
+      last ``f.inactivity_days`` to ``end``), over customers with an order in the
+      window;
+    - referral: m (month index of the first order), referred, n, s1, s2 (sum of
+      squared margins), repeaters, active, over customers whose first order is in the
+      window (and, with the loyalty filter, members or non-members only)."""
+    g = _all_customers(f)
+    base, params = g.orders_sql()
+    msql, mparams = _members_sql(g)
+    e = _end_instant(end)
+    loyal = {"member": "enrolled_at IS NOT NULL", "non_member": "enrolled_at IS NULL"}.get(f.loyalty, "TRUE")
+    raw = store.query(
+        f"WITH o AS ({base}), m AS ({msql}), "
+        "r AS (SELECT DISTINCT customer_key FROM loyalty_events WHERE lower(kind) = 'redeem' AND occurred_at < $e), "
+        f"rf AS ({_referred_sql()}), "
+        "c AS (SELECT customer_key, min(ordered_at) AS first_at, max(ordered_at) AS last_at, count(*) AS orders, "
+        "  sum(margin) AS margin, count(*) FILTER (WHERE ordered_at >= $s) AS w_orders, "
+        "  coalesce(sum(revenue) FILTER (WHERE ordered_at >= $s), 0) AS w_revenue, "
+        "  coalesce(sum(margin) FILTER (WHERE ordered_at >= $s), 0) AS w_margin "
+        "  FROM o WHERE ordered_at < $e GROUP BY 1), "
+        "g AS MATERIALIZED (SELECT c.*, m.enrolled_at, rf.customer_key IS NOT NULL AS referred, "
+        "  CASE WHEN m.enrolled_at IS NULL OR m.enrolled_at >= $e THEN 'non_member' "
+        "       WHEN r.customer_key IS NOT NULL THEN 'redeeming' ELSE 'non_redeeming' END AS grp "
+        "  FROM c LEFT JOIN m USING (customer_key) LEFT JOIN r USING (customer_key) "
+        "  LEFT JOIN rf USING (customer_key)) "
+        "SELECT 'naive' AS part, grp, NULL::BIGINT AS m, NULL::BOOLEAN AS referred, count(*) AS n, "
+        "  sum(w_orders) AS orders, sum(w_revenue) AS revenue, sum(w_margin) AS wmargin, sum(margin) AS s1, "
+        "  NULL::DOUBLE AS s2, count(*) FILTER (WHERE orders >= 2) AS rep, "
+        "  count(*) FILTER (WHERE last_at >= $recent) AS rec FROM g WHERE w_orders > 0 GROUP BY grp "
+        "UNION ALL "
+        f"SELECT 'referral', NULL, {MONTH_INDEX.format(col='first_at')}, referred, count(*), NULL, NULL, NULL, "
+        "  sum(margin), sum(margin * margin), count(*) FILTER (WHERE orders >= 2), "
+        f"  count(*) FILTER (WHERE last_at >= $recent) FROM g WHERE first_at >= $s AND {loyal} GROUP BY 3, 4",
+        {**params, **mparams, "margin_rate": margin_rate, "s": instant(start), "e": e,
+         "recent": e - timedelta(days=f.inactivity_days)})
+    naive = raw.filter(pl.col("part") == "naive").select(
+        "grp", pl.col("n").cast(pl.Int64), pl.col("orders").cast(pl.Int64), pl.col("revenue").cast(pl.Float64),
+        pl.col("wmargin").cast(pl.Float64), pl.col("s1").cast(pl.Float64), pl.col("rep").cast(pl.Int64),
+        pl.col("rec").cast(pl.Int64))
+    referral = raw.filter(pl.col("part") == "referral").select(
+        pl.col("m").cast(pl.Int64), "referred", pl.col("n").cast(pl.Int64), pl.col("s1").cast(pl.Float64),
+        pl.col("s2").cast(pl.Float64), pl.col("rep").cast(pl.Int64).alias("repeaters"),
+        pl.col("rec").cast(pl.Int64).alias("active")).sort("m", "referred")
+    return naive, referral
 
 
 def programme_cost(store: Store, programme: str, start: date, end: date) -> tuple[float, int]:
@@ -737,7 +791,7 @@ def predicted_by_group(groups: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFra
 
 
 def naive_comparison(store: Store, f: Filters, *, start: date, end: date,
-                     margin_rate: float = DEFAULT_MARGIN_RATE, summary: pl.DataFrame | None = None) -> pl.DataFrame:
+                     margin_rate: float = DEFAULT_MARGIN_RATE, cells: pl.DataFrame | None = None) -> pl.DataFrame:
     """Members vs non-members side by side, naively (no adjustment for who joins).
 
     Customers with a completed order in ``[start, end]``, grouped by their status at
@@ -748,17 +802,12 @@ def naive_comparison(store: Store, f: Filters, *, start: date, end: date,
     cumulative gross margin to ``end``, repeat_rate = share with 2+ completed orders by
     ``end``, active_share = share with an order in the last ``f.inactivity_days`` days
     to ``end`` (with Wilson 95% intervals repeat_low/high, active_low/high).
-    ``summary``: :func:`customer_summary` for the same window, if already read."""
-    if summary is None:
-        summary = customer_summary(store, f, start=start, end=end, margin_rate=margin_rate)
-    e = _end_instant(end)
-    recent = e - timedelta(days=f.inactivity_days)
-    grp = _group_expr(e)
-    got = {r["grp"]: r for r in summary.filter(pl.col("w_orders") > 0).group_by(grp.alias("grp")).agg(
-        pl.len().alias("n"), pl.col("w_orders").sum().alias("orders"), pl.col("w_revenue").sum().alias("revenue"),
-        pl.col("w_margin").sum().alias("margin"), pl.col("margin").mean().alias("clv"),
-        (pl.col("orders") >= 2).sum().alias("rep"), (pl.col("last_at") >= recent).sum().alias("rec"),
-    ).iter_rows(named=True)}
+    ``cells``: the naive part of :func:`window_cells` for the same window, if already read."""
+    if cells is None:
+        cells = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)[0]
+    got = {r["grp"]: {"n": r["n"], "orders": r["orders"], "revenue": r["revenue"], "margin": r["wmargin"],
+                      "clv": r["s1"] / r["n"] if r["n"] else None, "rep": r["rep"], "rec": r["rec"]}
+           for r in cells.iter_rows(named=True)}
     rows = []
     for name in GROUPS:
         r = got.get(name, {"n": 0, "orders": 0, "revenue": 0.0, "margin": 0.0, "clv": None, "rep": 0, "rec": 0})
@@ -1572,7 +1621,7 @@ def referral_rate_by_month(store: Store, f: Filters, *, start: date, end: date,
 
 def referral_view(store: Store, f: Filters, *, start: date, end: date, margin_rate: float = DEFAULT_MARGIN_RATE,
                   programme: str = REFERRAL_PROGRAMME, top: int = 10, masked: bool = True,
-                  summary: pl.DataFrame | None = None) -> ReferralResult:
+                  cells: pl.DataFrame | None = None) -> ReferralResult:
     """The referral programme over ``[start, end]``.
 
     - Referral rate: :func:`referral_rate_by_month`, and over the whole period.
@@ -1593,22 +1642,12 @@ def referral_view(store: Store, f: Filters, *, start: date, end: date, margin_ra
       customers, then their margin to ``end``; ids masked (``mask_id``) unless
       ``masked`` is False.
 
-    ``summary``: :func:`customer_summary` for the same window, if already read."""
+    ``cells``: the referral part of :func:`window_cells` for the same window, if already read."""
     base, params = f.orders_sql()
     e = _end_instant(end)
     p = {**params, "margin_rate": margin_rate, "s": instant(start), "e": e}
-    if summary is None:
-        summary = customer_summary(store, f, start=start, end=end, margin_rate=margin_rate)
-    if f.loyalty == "member":
-        summary = summary.filter(pl.col("enrolled_at").is_not_null())
-    elif f.loyalty == "non_member":
-        summary = summary.filter(pl.col("enrolled_at").is_null())
-    recent = e - timedelta(days=f.inactivity_days)
-    cells = (summary.filter(pl.col("first_at") >= instant(start))
-             .group_by((pl.col("first_at").dt.year() * 12 + pl.col("first_at").dt.month() - 1).alias("m"), "referred")
-             .agg(pl.len().alias("n"), pl.col("margin").sum().alias("s1"), (pl.col("margin") ** 2).sum().alias("s2"),
-                  (pl.col("orders") >= 2).sum().alias("repeaters"), (pl.col("last_at") >= recent).sum().alias("active"))
-             .sort("m"))
+    if cells is None:
+        cells = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)[1]
     rows = []
     for (m,), part in cells.group_by("m", maintain_order=True):
         n = int(part["n"].sum())
@@ -1701,8 +1740,7 @@ class LoyaltyView:
     tier_movement (:func:`tier_movement` from the day before the period to its end),
     tier_note (``recorded`` or ``rule``), points_monthly (:func:`points_by_month`),
     points (:class:`PointsSummary`), breakage (:class:`Breakage`), naive
-    (:func:`naive_comparison` over the period), groups (:func:`naive_groups`: its
-    customers and their group), curves (:func:`naive_curves`), causal
+    (:func:`naive_comparison` over the period), curves (:func:`naive_curves`), causal
     (:class:`CausalResult`), roi (:class:`RoiResult`), referrals
     (:class:`ReferralResult`)."""
 
@@ -1724,7 +1762,6 @@ class LoyaltyView:
     points: PointsSummary
     breakage: Breakage
     naive: pl.DataFrame
-    groups: pl.DataFrame
     curves: pl.DataFrame
     causal: CausalResult
     roi: RoiResult
@@ -1754,18 +1791,17 @@ def loyalty_view(store: Store, f: Filters, *, as_of: date, value_per_point: floa
         fut = pool.submit(causal_effect, store, f, as_of=as_of, margin_rate=margin_rate,
                           window_months=window_months, draws=draws, seed=seed, sample_customers=sample_customers)
         points_fut = pool.submit(points_branch)
-        summary = customer_summary(store, f, start=start, end=end, margin_rate=margin_rate)
+        naive_cells, referral_cells = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)
         parts = dict(
             enrolment=enrolment_by_month(store, f, as_of=end),
             active_share=active_enrolled_share(store, f, as_of=end, margin_rate=margin_rate),
             tiers=tier_distribution(store, f, as_of=end),
             tier_movement=tier_movement(store, f, start - timedelta(days=1), end, rule=tier_rule,
                                         margin_rate=margin_rate),
-            naive=naive_comparison(store, f, start=start, end=end, margin_rate=margin_rate, summary=summary),
-            groups=naive_groups(summary, end),
+            naive=naive_comparison(store, f, start=start, end=end, margin_rate=margin_rate, cells=naive_cells),
             curves=naive_curves(store, f, as_of=end, margin_rate=margin_rate),
             referrals=referral_view(store, f, start=start, end=end, margin_rate=margin_rate,
-                                    programme=referral_programme, masked=masked, summary=summary),
+                                    programme=referral_programme, masked=masked, cells=referral_cells),
         )
         parts["points_monthly"], parts["points"], parts["breakage"] = points_fut.result()
         causal = fut.result()

@@ -451,7 +451,8 @@ def child_loyalty(db: str, customers: int) -> dict:
     # The naive table's predicted-CLV column: the CLV models (cached with the CLV page's).
     t0 = time.perf_counter()
     scored = CV.score(store, CV.model_filters(f), as_of=last, settings=CV.Settings(margin_rate=0.3))
-    L.predicted_by_group(view.groups, scored.customers)
+    summary = L.customer_summary(store, f, start=view.start, end=view.end, margin_rate=0.3)
+    L.predicted_by_group(L.naive_groups(summary, view.end), scored.customers)
     predicted = time.perf_counter() - t0
     orders = int(store.scalar("SELECT count(*) FROM orders"))
     store.close()

@@ -497,7 +497,7 @@ def test_naive_groups_and_predicted_clv_by_group(shop):
     mean over its scored customers (hand-made scores)."""
     summary = L.customer_summary(shop, Q1, start=date(2024, 1, 1), end=date(2024, 3, 31))
     groups = L.naive_groups(summary, date(2024, 3, 31))
-    naive = L.naive_comparison(shop, Q1, start=date(2024, 1, 1), end=date(2024, 3, 31), summary=summary)
+    naive = L.naive_comparison(shop, Q1, start=date(2024, 1, 1), end=date(2024, 3, 31))
     counted = groups.group_by("group").len().rows()
     assert sorted(counted) == sorted((g, n) for g, n in naive.select("group", "customers").rows() if n)
     keys = dict(zip(groups["group"], groups["customer_key"]))  # one key per group

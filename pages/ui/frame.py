@@ -325,7 +325,10 @@ def loyalty_predicted(path: str, version: str, filters: Filters, as_of: date, va
     view = loyalty(path, version, filters, as_of, value_per_point, margin_rate, extra_cost, window_months)
     mf = CV.model_filters(replace(filters, loyalty="all"))  # both members and non-members
     scored = clv_scored(path, version, mf, as_of, CV.Settings(margin_rate=margin_rate))
-    return L.predicted_by_group(view.groups, scored.customers) if scored.ok else None
+    if not scored.ok:
+        return None
+    summary = L.customer_summary(store(), filters, start=view.start, end=view.end, margin_rate=margin_rate)
+    return L.predicted_by_group(L.naive_groups(summary, view.end), scored.customers)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
