@@ -20,10 +20,18 @@ if __name__ == "__main__" and not st.runtime.exists():
     from streamlit.web import cli
 
     PagesManager.uses_pages_directory = False
-    sys.argv = ["streamlit", "run", __file__, *sys.argv[1:]]
+    from data.config import auth_configured
+
+    hosted = ["--client.showErrorDetails=none", "--client.toolbarMode=viewer"] if auth_configured() else []
+    sys.argv = ["streamlit", "run", __file__, *hosted, *sys.argv[1:]]
     sys.exit(cli.main())
 
+from data.config import auth_configured  # noqa: E402
 from pages.ui import frame  # noqa: E402
+
+if auth_configured():
+    # Hosted: a person sees that something failed, never a traceback with paths or data.
+    st.set_option("client.showErrorDetails", "none")
 from pages.ui.i18n import t  # noqa: E402
 
 st.set_page_config(page_title="Customer marketing", page_icon=":material/loyalty:", layout="wide")
@@ -41,5 +49,6 @@ pages = [
     st.Page("pages/segments_page.py", title=t("nav.segments", ctx.lang), icon=":material/groups:", url_path="segments"),
     st.Page("pages/surveys_page.py", title=t("nav.surveys", ctx.lang), icon=":material/reviews:", url_path="surveys"),
     st.Page("pages/data_page.py", title=t("nav.data", ctx.lang), icon=":material/database:", url_path="data"),
+    st.Page("pages/team_page.py", title=t("nav.team", ctx.lang), icon=":material/admin_panel_settings:", url_path="team"),
 ]
 st.navigation(pages).run()

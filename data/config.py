@@ -10,6 +10,7 @@ Resolution order (first wins):
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -57,3 +58,46 @@ def memory_limit(secrets_path: Path = SECRETS_PATH) -> str:
         if value:
             return str(value)
     return DEFAULT_MEMORY_LIMIT
+
+
+def scratch_dir() -> Path:
+    """Where an import writes its temporary UTF-8 copy of an uploaded file: the only
+    directory (besides the database's own spill directory) that the app's hardened
+    DuckDB connection may read (see data.store.Store)."""
+    path = Path(tempfile.gettempdir()) / "cm-import"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def _secrets(secrets_path: Path = SECRETS_PATH) -> dict:
+    if not secrets_path.is_file():
+        return {}
+    with secrets_path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+AUTH_ENV_VAR = "CM_AUTH"  # "off" forces local mode (tests, one-off local runs with a hosted secrets file)
+
+
+def auth_configured(secrets_path: Path = SECRETS_PATH) -> bool:
+    """Hosted mode: an ``[auth]`` section in ``.streamlit/secrets.toml`` (Streamlit's
+    OIDC sign-in), unless ``CM_AUTH=off``."""
+    if os.environ.get(AUTH_ENV_VAR, "").lower() == "off":
+        return False
+    return "auth" in _secrets(secrets_path)
+
+
+def workspaces_root(secrets_path: Path = SECRETS_PATH) -> Path:
+    """Where hosted workspaces live (``[workspaces] root`` in secrets.toml, relative
+    to the project, default ``data/workspaces``), each ``<name>.duckdb``, beside the
+    registry ``control.duckdb``."""
+    root = _secrets(secrets_path).get("workspaces", {}).get("root")
+    p = Path(root).expanduser() if root else PROJECT_ROOT / "data" / "workspaces"
+    return (p if p.is_absolute() else PROJECT_ROOT / p).resolve()
+
+
+def audit_secret(secrets_path: Path = SECRETS_PATH) -> str:
+    """The key of the audit log's identifier hashes: ``[auth] cookie_secret`` (or
+    ``[workspaces] audit_secret``), else a fixed local default."""
+    s = _secrets(secrets_path)
+    return str(s.get("workspaces", {}).get("audit_secret") or s.get("auth", {}).get("cookie_secret") or "local")

@@ -33,6 +33,7 @@ import pandera.polars as pa
 import polars as pl
 
 from data import parse, staging
+from data.config import scratch_dir
 from data.kinds import KINDS, Kind
 from data.parse import FileProblem
 from data.presets import PRESETS, Preset, detect
@@ -232,7 +233,7 @@ def read_file(raw: bytes, file_name: str, *, header_rows: int = 1) -> RawTable:
         headers, frame = _read_xlsx(raw, file_name, header_rows)
         return RawTable(file_name, "xlsx", "", headers, frame)
     text, encoding = parse.decode(raw, file_name)
-    with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False, dir=scratch_dir()) as tmp:
         tmp.write(text.encode("utf-8"))
     path = Path(tmp.name)
     try:
@@ -695,7 +696,7 @@ class _Input:
         return text, "utf-8"
 
     def temp(self, content: bytes | None = None, text: str | None = None) -> Path:
-        with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as tmp:
+        with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False, dir=scratch_dir()) as tmp:
             if text is not None:
                 tmp.write(text.encode("utf-8"))
             elif content is not None:

@@ -15,6 +15,7 @@ bound parameters.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -210,7 +211,7 @@ def _test_hold_in_transaction() -> None:
 class Store:
     """One DuckDB database: schema, the query seam, and transactional loads."""
 
-    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False, harden: bool = False) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +227,30 @@ class Store:
         self._write_lock = threading.Lock()
         if not read_only:
             self.ensure_schema()
+        if harden:
+            self._harden(config.get("temp_directory"))
+
+    def _harden(self, temp_directory: str | None) -> None:
+        """Lock the connection down for the hosted app: no file outside the import
+        scratch directory (and the database's own spill directory) can be read,
+        written or attached, no extension installed or loaded automatically, and no
+        setting changed afterwards (DuckDB's ``enable_external_access = false`` with
+        ``allowed_directories`` and ``lock_configuration``)."""
+        from data.config import scratch_dir
+
+        allowed = [str(scratch_dir()) + "/"]
+        if temp_directory:
+            Path(temp_directory).mkdir(parents=True, exist_ok=True)
+            allowed.append(str(Path(temp_directory).resolve()) + "/")
+        cur = self._con.cursor()
+        try:
+            cur.execute("SET allowed_directories = $dirs", {"dirs": allowed})
+            cur.execute("SET autoinstall_known_extensions = false")
+            cur.execute("SET autoload_known_extensions = false")
+            cur.execute("SET enable_external_access = false")
+            cur.execute("SET lock_configuration = true")
+        finally:
+            cur.close()
 
     # -- schema -----------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -609,6 +634,61 @@ class Store:
     def quarantine(self) -> pl.DataFrame:
         """Rows that imports rejected but skipped: import_id, line, column, value, rule, reason."""
         return self.query("SELECT * FROM quarantine ORDER BY import_id DESC, line")
+
+    # -- forgetting a customer (personal data law: the right to erasure) ----------------
+    def find_customers(self, identifier: str) -> list[int]:
+        """Customer keys whose id equals ``identifier``, or whose email matches it
+        (case-insensitive), or whose phone has the same digits (``+84`` read as
+        ``0``). Nothing for an empty identifier or fewer than 6 phone digits."""
+        text = (identifier or "").strip()
+        if not text:
+            return []
+        digits = re.sub(r"\D", "", text)
+        if digits.startswith("84") and len(digits) >= 11:
+            digits = "0" + digits[2:]
+        rows = self.query(
+            "SELECT customer_key FROM customers WHERE customer_id = $t OR lower(email) = lower($t) "
+            "OR ($d <> '' AND length($d) >= 6 AND regexp_replace(regexp_replace(coalesce(phone, ''), '\\D', '', 'g'), "
+            "'^84(\\d{9,10})$', '0\\1') = $d) ORDER BY 1",
+            {"t": text, "d": digits})
+        return [int(k) for k in rows["customer_key"]]
+
+    def forget(self, keys: Sequence[int]) -> dict[str, int]:
+        """Remove the customers ``keys`` from every table in one transaction: their
+        rows in the canonical tables and the undo copies (``<table>__replaced``),
+        referrals either side, and quarantined values equal to their id, name, email
+        or phone. Returns rows removed per table (only tables with rows removed)."""
+        keys = sorted({int(k) for k in keys})
+        if not keys:
+            return {}
+        removed: dict[str, int] = {}
+        with self.transaction() as cur:
+            cur.execute("CREATE OR REPLACE TEMP TABLE _forget AS SELECT unnest($k::INTEGER[]) AS k", {"k": keys})
+            ident = cur.execute(
+                "SELECT customer_id, name, email, phone FROM customers WHERE customer_key IN (SELECT k FROM _forget)"
+            ).fetchall()
+            values = sorted({str(v) for row in ident for v in row if v})
+            ids = sorted({str(row[0]) for row in ident})
+            existing = {r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            for name, key_cols in CUSTOMER_KEYS.items():
+                id_cols = list(key_cols.values())
+                cond = " OR ".join([f"{k} IN (SELECT k FROM _forget)" for k in key_cols]
+                                   + [f"{c} IN (SELECT unnest($ids::VARCHAR[]))" for c in id_cols])
+                for table in (name, f"{name}__replaced"):
+                    if table not in existing:
+                        continue
+                    n = int(cur.execute(f"SELECT count(*) FROM {table} WHERE {cond}", {"ids": ids}).fetchall()[0][0])
+                    if n:
+                        cur.execute(f"DELETE FROM {table} WHERE {cond}", {"ids": ids})
+                        removed[table] = n
+            if values:
+                n = int(cur.execute("SELECT count(*) FROM quarantine WHERE value IN (SELECT unnest($v::VARCHAR[]))",
+                                    {"v": values}).fetchall()[0][0])
+                if n:
+                    cur.execute("DELETE FROM quarantine WHERE value IN (SELECT unnest($v::VARCHAR[]))", {"v": values})
+                    removed["quarantine"] = n
+            cur.execute("DROP TABLE _forget")
+        return removed
 
     def is_empty(self) -> bool:
         return not self.scalar("SELECT count(*) FROM orders")

@@ -91,6 +91,8 @@ NEXT_DAYS = 90
 NEXT_ORDER_CAP_DAYS = 3650
 DEFAULT_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5)
 MASK = "•"
+# What the masks of metrics.retention leave: ids "KH•••52", emails "l***@x.vn", phones "09xx xxx 678".
+MASKED_PATTERN = r"•|\*\*\*@|^\d\dxx xxx \d{3}$"
 
 RISK_COLUMNS: dict[str, Any] = {
     "customer_key": pl.Int32, "customer_id": pl.Utf8, "name": pl.Utf8, "email": pl.Utf8, "phone": pl.Utf8,
@@ -442,7 +444,7 @@ def export_frame(lst: pl.DataFrame, *, include_contact: bool, lang: str) -> pl.D
         raise ValueError(f"lang must be 'vi' or 'en', not {lang!r}")
     i = 0 if lang == "en" else 1
     if include_contact:
-        masked = lst.select(pl.any_horizontal(pl.col(c).str.contains(MASK, literal=True).fill_null(False)
+        masked = lst.select(pl.any_horizontal(pl.col(c).str.contains(MASKED_PATTERN).fill_null(False)
                                               for c in CONTACT_COLUMNS).any()).item()
         if masked:
             raise ValueError("the contacts in this list are masked; build it with risk_list(..., unmasked=True)")

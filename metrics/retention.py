@@ -45,6 +45,7 @@ an integer period index); Polars reshapes the small results.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
@@ -982,18 +983,25 @@ def mask_name(v: str | None) -> str | None:
 
 
 def mask_email(v: str | None) -> str | None:
-    """``lan.nguyen@example.vn`` -> ``l•••@example.vn``."""
+    """The first letter and the domain: ``lan.nguyen@example.vn`` -> ``l***@example.vn``."""
     if not v or "@" not in v:
-        return None if not v else "•••"
+        return None if not v else "***"
     user, domain = v.split("@", 1)
-    return f"{user[:1]}•••@{domain}"
+    return v if user.endswith("***") else f"{user[:1]}***@{domain}"
 
 
 def mask_phone(v: str | None) -> str | None:
-    """The last three digits only: ``0912345678`` -> ``•••••••678``."""
-    if not v:
+    """The first two and last three digits, in the local form: ``0912345678`` and
+    ``+84 912 345 678`` -> ``09xx xxx 678``; shorter numbers keep only their last
+    three digits."""
+    if not v or re.fullmatch(r"\d\dxx xxx \d{3}|x*\d{1,3}", v):  # empty, or masked already
         return v
-    return "•" * max(len(v) - 3, 0) + v[-3:]
+    digits = "".join(ch for ch in v if ch.isdigit())
+    if digits.startswith("84") and len(digits) >= 11:
+        digits = "0" + digits[2:]
+    if len(digits) < 8:
+        return "x" * max(len(digits) - 3, 0) + digits[-3:]
+    return f"{digits[:2]}xx xxx {digits[-3:]}"
 
 
 def combine_segments(table: pl.DataFrame) -> pl.DataFrame:

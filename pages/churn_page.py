@@ -190,7 +190,11 @@ else:
     e1, e2 = st.columns(2)
     hold = e1.number_input(ctx.t("churn.holdout"), min_value=0, max_value=50, step=5, key="k_hold",
                            help=ctx.t("churn.holdout_help"))
-    contacts = e2.toggle(ctx.t("churn.contacts"), key="k_contacts", help=ctx.t("churn.contacts_help"))
+    admin = ctx.who is not None and ctx.who.can("export_unmasked")
+    if not admin:
+        st.session_state["k_contacts"] = False
+    contacts = e2.toggle(ctx.t("churn.contacts"), key="k_contacts", disabled=not admin,
+                         help=ctx.t("churn.contacts_help" if admin else "churn.contacts_admin_only"))
     source = ranked
     if contacts:
         full = frame.churn_list(path, version, mf, as_of, settings, unmasked=True)
@@ -208,9 +212,9 @@ else:
                      seed=seed, masked=ctx.t("churn.unmasked" if contacts else "churn.masked")))
     x1, x2 = st.columns(2)
     stem = f"churn_risk_{as_of.isoformat()}_{threshold}"
-    x1.download_button(ctx.t("churn.csv"), lambda: to_excel_csv(export()), file_name=f"{stem}.csv", mime="text/csv",
+    x1.download_button(ctx.t("churn.csv"), lambda: to_excel_csv(frame.export(ctx, "churn_list", export, unmasked=contacts)), file_name=f"{stem}.csv", mime="text/csv",
                        icon=":material/download:", key="k_csv")
-    x2.download_button(ctx.t("churn.xlsx"), lambda: churn.to_xlsx(export()), file_name=f"{stem}.xlsx",
+    x2.download_button(ctx.t("churn.xlsx"), lambda: churn.to_xlsx(frame.export(ctx, "churn_list", export, unmasked=contacts)), file_name=f"{stem}.xlsx",
                        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                        icon=":material/table_view:", key="k_xlsx")
     if source.height > 20_000:

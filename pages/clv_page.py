@@ -188,5 +188,6 @@ shown = listing.head(50).with_columns(
 st.dataframe(shown, hide_index=True, width="stretch", height=320)
 st.download_button(  # built when clicked: a million rows are not rebuilt on every rerun
     ctx.t("clv.download"),
-    lambda: to_excel_csv(listing.with_columns(pl.col("customer_id").map_elements(R.mask_id, return_dtype=pl.Utf8))),
+    lambda: to_excel_csv(frame.export(ctx, "clv_customers", lambda: listing.with_columns(
+        pl.col("customer_id").map_elements(R.mask_id, return_dtype=pl.Utf8)))),
     file_name=f"clv_{as_of.isoformat()}.csv", mime="text/csv", icon=":material/download:")

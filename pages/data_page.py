@@ -7,7 +7,8 @@ import time
 import polars as pl
 import streamlit as st
 
-from data import importer
+from data import actions, importer
+from data.access import Forbidden
 from data.kinds import KINDS
 from data.parse import FileProblem
 from data.presets import PRESETS
@@ -25,9 +26,12 @@ def _flash(ok: bool, message: str) -> None:
 def _load(report: importer.Report, mode: str, accept: bool) -> None:
     try:
         with st.spinner(ctx.t("imp.loading")):
-            iid = importer.load(s, report, mode=mode, accept_valid=accept)
+            iid = actions.load_import(ctx.who, frame.registry(), s, report, mode=mode, accept_valid=accept)
     except FileProblem as e:
         _flash(False, ctx.t("imp.rejected_file", reason=str(e)))
+        return
+    except Forbidden:
+        _flash(False, ctx.t("auth.forbidden", role=ctx.t(f"role.{ctx.who.role}")))
         return
     loaded = s.imports().filter(pl.col("import_id") == iid)["rows_loaded"][0]
     st.session_state.pop("_cm_report", None)
@@ -37,7 +41,10 @@ def _load(report: importer.Report, mode: str, accept: bool) -> None:
 
 def _undo(import_id: int) -> None:
     try:
-        done = s.undo_import(import_id)
+        done = actions.undo_import(ctx.who, frame.registry(), s, import_id)
+    except Forbidden:
+        _flash(False, ctx.t("auth.forbidden", role=ctx.t(f"role.{ctx.who.role}")))
+        return
     except ValueError as e:
         _flash(False, ctx.t("imp.undo_refused", reason=str(e)))
         return
@@ -48,10 +55,13 @@ def _undo(import_id: int) -> None:
 def _rebuild() -> None:
     if not st.session_state.get("demo_confirm"):
         return
-    from data import demo  # the generator is only needed here
-
     started = time.perf_counter()
-    truth = demo.build(s, customers=int(st.session_state["demo_customers"]), seed=int(st.session_state["demo_seed"]))
+    try:
+        truth = actions.rebuild_demo(ctx.who, frame.registry(), s, customers=int(st.session_state["demo_customers"]),
+                                     seed=int(st.session_state["demo_seed"]))
+    except Forbidden:
+        _flash(False, ctx.t("auth.forbidden", role=ctx.t(f"role.{ctx.who.role}")))
+        return
     _flash(True, ctx.t("data.built", orders=fmt.number(truth["counts"]["orders"], ctx.lang),
                        customers=fmt.number(truth["counts"]["customers"], ctx.lang),
                        secs=fmt.number(time.perf_counter() - started, ctx.lang, 1)))

@@ -251,7 +251,7 @@ if cv.height:
         by = {g: v for g, v in zip(k3["group"], k3["share"])}
         st.markdown(ctx.t("loy.read.curves", r=fmt.percent(by["redeeming"], lang, 0),
                           nr=fmt.percent(by["non_redeeming"], lang, 0), nm=fmt.percent(by["non_member"], lang, 0)))
-st.download_button(ctx.t("loy.naive_csv"), lambda: to_excel_csv(table), file_name="loyalty_members_vs_non_members.csv",
+st.download_button(ctx.t("loy.naive_csv"), lambda: to_excel_csv(frame.export(ctx, "loyalty_naive", lambda: table)), file_name="loyalty_members_vs_non_members.csv",
                    mime="text/csv", icon=":material/download:", on_click="ignore")
 
 # -- referrals --------------------------------------------------------------------------------
@@ -303,8 +303,14 @@ if ref.advocates.height:
     st.caption(ctx.t("loy.advocates_masked"))
 
 # -- everything on the page, for a spreadsheet -----------------------------------------------
+def _workbook() -> dict[str, pl.DataFrame]:
+    tables = L.export_tables(view)
+    frame.export(ctx, "loyalty_workbook", lambda: tables["advocates"])  # the one sheet with customers (masked)
+    return tables
+
+
 st.divider()
-st.download_button(ctx.t("loy.workbook"), lambda: to_xlsx(L.export_tables(view)),
+st.download_button(ctx.t("loy.workbook"), lambda: to_xlsx(_workbook()),
                    file_name=f"loyalty_{view.start.isoformat()}_{view.end.isoformat()}.xlsx",
                    mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                    icon=":material/download:", on_click="ignore", help=ctx.t("loy.workbook_help"))

@@ -95,7 +95,7 @@ st.caption(ctx.t("ret.heatmap_note") + (" " + ctx.t("ret.combined", split=ctx.t(
 export = by_segment.join(table, on=["cohort", "segment", "k"], how="left", suffix="_t").select(
     "cohort", "segment", "k", "size", "active", "retained_later", "repeaters", "orders", "revenue", "margin",
     pl.col("value").alias(metric), "complete")
-st.download_button(ctx.t("ret.download"), to_excel_csv(export), file_name=f"cohorts_{grain}_{metric}.csv",
+st.download_button(ctx.t("ret.download"), lambda: to_excel_csv(frame.export(ctx, "cohorts", lambda: export)), file_name=f"cohorts_{grain}_{metric}.csv",
                    mime="text/csv", icon=":material/download:")
 
 # -- curves, the month-N trend, repeat rates -------------------------------------
@@ -214,7 +214,7 @@ if people.height:
         pl.col("first_order").dt.strftime("%d/%m/%Y %H:%M"),
     ).rename({c: ctx.t(f"ret.col.{c}") for c in people.columns})
     st.dataframe(pretty, hide_index=True, width="stretch", height=300)
-    st.download_button(ctx.t("ret.cell_download"), to_excel_csv(people),
+    st.download_button(ctx.t("ret.cell_download"), lambda: to_excel_csv(frame.export(ctx, "cohort_customers", lambda: people)),
                        file_name=f"customers_{cohort.isoformat()}_k{k}{'_later' if later else ''}.csv",
                        mime="text/csv", icon=":material/download:", key="r_cell_download")
 else:

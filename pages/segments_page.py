@@ -170,7 +170,7 @@ except ValueError:
 d1_default = min(max(d1_default, ctx.first or d1_default), as_of)
 m1, m2 = st.columns(2)
 d1 = m1.date_input(ctx.t("seg.from"), value=d1_default, min_value=ctx.first, max_value=as_of, format="DD/MM/YYYY")
-m2.markdown(f"<br>{ctx.t('seg.to', date=fmt.day(as_of, lang))}", unsafe_allow_html=True)
+m2.caption(ctx.t('seg.to', date=fmt.day(as_of, lang)))
 frame.keep_page_params({"s_from": "" if d1 == default_from else d1.isoformat()}, {"s_from": ""})
 mv = frame.segment_movement(path, version, mf, d1, as_of, key_rules)
 if mv.height:
@@ -276,5 +276,5 @@ if pick is not None:
         keys = got[1].assignments.filter(pl.col("persona") == pick[1]).select("customer_key")
     st.caption(ctx.t("seg.export_note", n=fmt.number(keys.height, lang)))
     stem = f"{pick[0]}_{pick[1]}_{as_of.isoformat()}"
-    st.download_button(ctx.t("seg.export_csv"), lambda: to_excel_csv(rfm.members(frame.store(), scored, keys)),
+    st.download_button(ctx.t("seg.export_csv"), lambda: to_excel_csv(frame.export(ctx, f"{pick[0]}_members", lambda: rfm.members(frame.store(), scored, keys))),
                        file_name=f"{stem}.csv", mime="text/csv", icon=":material/download:", on_click="ignore")

@@ -231,7 +231,7 @@ if det.table.height:
         pl.col("last_order").map_elements(lambda d: fmt.day(d, lang), return_dtype=pl.Utf8)
         .alias(ctx.t("sv.col.last_order")),
     ), hide_index=True, width="stretch")
-    st.download_button(ctx.t("sv.detractors_csv"), lambda: to_excel_csv(S.detractors_export(det.table)),
+    st.download_button(ctx.t("sv.detractors_csv"), lambda: to_excel_csv(frame.export(ctx, "detractors", lambda: S.detractors_export(det.table))),
                        file_name=f"detractors_{f.start.isoformat()}_{f.end.isoformat()}.csv", mime="text/csv",
                        icon=":material/download:", on_click="ignore")
     st.caption(ctx.t("sv.detractors_note", anon=fmt.number(det.anonymous, lang)))

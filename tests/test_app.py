@@ -7,6 +7,7 @@ import re
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -17,7 +18,7 @@ from tests.conftest import tiny_frames
 
 PAGES = ["pages/overview_page.py", "pages/retention_page.py", "pages/clv_page.py", "pages/churn_page.py",
          "pages/loyalty_page.py", "pages/segments_page.py",
-         "pages/surveys_page.py", "pages/data_page.py"]
+         "pages/surveys_page.py", "pages/data_page.py", "pages/team_page.py"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -85,6 +86,8 @@ def test_every_page_renders_on_empty_database(empty_db, monkeypatch, page):
                       "segments_page.py", "surveys_page.py")):
         assert "No data yet" in texts(at)
         assert len(at.metric) == 0
+    elif page.endswith("team_page.py"):
+        assert "Local mode: one user on this machine" in texts(at)
     else:
         assert "No imports yet." in texts(at)
 
@@ -367,8 +370,8 @@ def test_the_customers_behind_a_cell_are_masked(demo_db, monkeypatch):
     table = at.dataframe[-1].value
     assert len(table) > 0
     assert table["Customer"].str.contains("•").all()
-    assert table["Email"].dropna().str.contains("•••@").all()
-    assert table["Phone"].dropna().str.startswith("•").all()
+    assert table["Email"].dropna().str.contains(r"\*\*\*@").all()
+    assert table["Phone"].dropna().str.fullmatch(r"\d\dxx xxx \d{3}|x*\d{1,3}").all()
 
 
 def test_use_suggested_window_sets_the_inactivity_window(demo_db, monkeypatch):
@@ -640,3 +643,111 @@ def test_loyalty_page_says_what_it_cannot_estimate(tiny_db, monkeypatch):
     infos = [i.value for i in at.info]
     assert any("No member has full windows" in i for i in infos)  # one member, joined weeks before the end
     assert "Members have redeemed" not in texts(at)  # no points: no sentence about them
+
+
+# -- hosted mode: sign-in, workspaces, roles (the identity provider stubbed) ------------------------
+@pytest.fixture()
+def hosted(tmp_path, monkeypatch):
+    """Two workspaces under a temporary root: alpha (the tiny shop; boss admin, vic
+    viewer) and beta (one customer BETA-1; other admin). Sign-in is stubbed: the test
+    sets who is signed in with ``as_user``."""
+    from data import config
+    from data.access import Principal, Registry
+    from pages.ui import frame
+
+    root = tmp_path / "workspaces"
+    reg = Registry(root, secret=config.audit_secret())
+    reg.create_workspace(Principal("boss@team.vn", "alpha", "admin"), "alpha")
+    reg.create_workspace(Principal("other@team.vn", "beta", "admin"), "beta")
+    reg.set_member(Principal("boss@team.vn", "alpha", "admin"), "vic@team.vn", "viewer")
+    a = Store(reg.workspace_path("alpha"))
+    a.load_frames(tiny_frames(), kind="test")
+    a.close()
+    b = Store(reg.workspace_path("beta"))
+    b.load_frames({"customers": pl.DataFrame({"customer_id": ["BETA-1"]}),
+                   "orders": pl.DataFrame({"order_id": ["BO1"], "customer_id": ["BETA-1"],
+                                           "ordered_at": [date(2024, 3, 1)], "revenue": [999.0],
+                                           "status": ["completed"]}).with_columns(pl.col("ordered_at").cast(pl.Datetime))},
+                  kind="test")
+    b.close()
+    reg.close()
+    monkeypatch.setattr(config, "auth_configured", lambda *a, **k: True)
+    monkeypatch.setattr(config, "workspaces_root", lambda *a, **k: root)
+    user = {"email": None}
+    monkeypatch.setattr(frame, "signed_in_email", lambda: user["email"])
+
+    def as_user(email):
+        user["email"] = email
+    return root, as_user
+
+
+def audit_rows(root, sql: str) -> list[tuple]:
+    """The app's own registry (one connection per file and process)."""
+    from data import config
+    from pages.ui import frame
+
+    return frame.get_registry(str(root), None, config.audit_secret())._con.sql(sql).fetchall()
+
+
+def hosted_app(monkeypatch, **params) -> AppTest:
+    monkeypatch.delenv("CM_DB_PATH", raising=False)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at
+
+
+def test_hosted_mode_shows_only_the_sign_in_screen_until_signed_in(hosted, monkeypatch):
+    _, as_user = hosted
+    at = hosted_app(monkeypatch, lang="en")
+    at.run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Sign in to continue"]
+    assert len(at.metric) == 0 and len(at.selectbox) == 0 and len(at.dataframe) == 0
+
+
+def test_hosted_members_see_only_their_workspace(hosted, monkeypatch):
+    root, as_user = hosted
+    as_user("vic@team.vn")
+    at = hosted_app(monkeypatch, lang="en", ws="alpha", period="all")
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.metric) > 0  # alpha's overview
+    assert "vic@team.vn · viewer · alpha" in [c.value for c in at.sidebar.caption]
+    qp = {k: (x[0] if isinstance(x, list) else x) for k, x in at.query_params.items()}
+    assert qp["ws"] == "alpha"  # the workspace stays in the link
+    # The other team's workspace, by URL: refused and logged.
+    at2 = hosted_app(monkeypatch, lang="en", ws="beta")
+    at2.run()
+    assert not at2.exception, at2.exception
+    assert [t.value for t in at2.title] == ["You have no access to this workspace"]
+    assert len(at2.metric) == 0
+    for hostile in ("x' OR 1=1--", "<img src=x onerror=alert(1)>", "../beta"):
+        at3 = hosted_app(monkeypatch, lang="en", ws=hostile)
+        at3.run()
+        assert not at3.exception and [t.value for t in at3.title] == ["You have no access to this workspace"]
+    log = audit_rows(root, "SELECT actor, action, outcome FROM audit_log WHERE outcome = 'denied'")
+    assert ("vic@team.vn", "browse", "denied") in log
+
+
+def test_a_viewer_cannot_rebuild_or_export_unmasked(hosted, monkeypatch):
+    root, as_user = hosted
+    as_user("vic@team.vn")
+    at = hosted_app(monkeypatch, lang="en", ws="alpha")
+    at.run()
+    at.switch_page("pages/data_page.py").run()
+    assert not at.exception, at.exception
+    at.checkbox(key="demo_confirm").check()
+    next(b for b in at.button if b.label == "Rebuild demo data").click().run()
+    assert not at.exception, at.exception
+    assert any("A viewer cannot do this" in e.value for e in at.error)
+    from pages.ui import frame
+
+    assert frame.get_store(str(root / "alpha.duckdb")).scalar("SELECT count(*) FROM customers") == 6  # unchanged
+    # Contacts in clear are an admin's: the switch is off and locked for a viewer.
+    at.switch_page("pages/churn_page.py").run()
+    assert not at.exception, at.exception
+    toggles = [t for t in at.toggle if t.key == "k_contacts"]
+    assert all(t.disabled and not t.value for t in toggles)
+    log = audit_rows(root, "SELECT actor, action, outcome FROM audit_log")
+    assert ("vic@team.vn", "rebuild_demo", "denied") in log and ("vic@team.vn", "sign_in", "ok") in log

@@ -10,6 +10,8 @@ from datetime import date, timedelta
 import polars as pl
 import streamlit as st
 
+from data import access, config
+from data.access import LOCAL_USER, LOCAL_WORKSPACE, Principal, Registry
 from data.config import db_path
 from data.store import Store
 from metrics import kpis
@@ -33,13 +35,79 @@ PAGE_PREFIXES = ("r_", "c_", "k_", "l_", "s_", "v_")
 
 @st.cache_resource(show_spinner=False)
 def get_store(path: str) -> Store:
-    """One read-write DuckDB connection per process, shared by every session; each
-    query takes its own cursor inside the store."""
-    return Store(path)
+    """One read-write DuckDB connection per workspace file and process, shared by
+    every session of that workspace; each query takes its own cursor inside the
+    store. Hardened: it reads no file outside the import scratch directory."""
+    return Store(path, harden=True)
+
+
+STORE_KEY = "_cm_store_path"
 
 
 def store() -> Store:
-    return get_store(str(db_path()))
+    """The current workspace's store (the sidebar resolves the workspace first)."""
+    return get_store(st.session_state.get(STORE_KEY) or str(db_path()))
+
+
+@st.cache_resource(show_spinner=False)
+def get_registry(root: str, local_db: str | None, secret: str) -> Registry:
+    return Registry(root, local_db=local_db, secret=secret)
+
+
+def registry() -> Registry:
+    """Workspaces, members and the audit log: beside the database in local mode,
+    under the workspaces root when hosted."""
+    if config.auth_configured():
+        return get_registry(str(config.workspaces_root()), None, config.audit_secret())
+    local = db_path()
+    return get_registry(str(local.parent), str(local), config.audit_secret())
+
+
+def signed_in_email() -> str | None:
+    """The signed-in person's email from the identity provider (None: not signed
+    in). The one seam tests replace to act as users of each role."""
+    if not st.user.is_logged_in:
+        return None
+    return str(st.user.get("email") or "").strip().lower()
+
+
+def identify() -> Principal:
+    """Who is here and in which workspace; stops the run with the sign-in screen
+    (hosted, not signed in) or a no-access message (not a member). Checked on every
+    run against the registry, so a removed member loses access at once."""
+    reg = registry()
+    if not config.auth_configured():
+        who = Principal(LOCAL_USER, LOCAL_WORKSPACE, "admin")
+    else:
+        lang = st.session_state.get("lang") or st.query_params.get("lang", "vi")
+        lang = lang if lang in LANGUAGES else "vi"
+        email = signed_in_email()
+        if email is None:
+            st.title(t("auth.title", lang))
+            st.write(t("auth.intro", lang))
+            if st.button(t("auth.sign_in", lang), type="primary", icon=":material/login:"):
+                st.login()
+            st.stop()
+        mine = reg.workspaces_of(email)
+        ws = st.query_params.get("ws") or (mine[0] if mine else "")
+        try:
+            who = reg.principal(email, access.check_workspace_name(ws)) if ws else Principal(email, "", None)
+        except access.AccessError:
+            who = Principal(email, "", None)
+        if who.role is None:
+            if ws:
+                reg.audit(who, "browse", "denied", detail=f"workspace={ws}")
+            st.title(t("auth.no_access_title", lang))
+            st.write(t("auth.no_access", lang, email=email))
+            if mine:
+                st.write(t("auth.yours", lang) + " " + ", ".join(f"[{w}](?ws={w})" for w in mine))
+            st.button(t("auth.sign_out", lang), on_click=st.logout)
+            st.stop()
+        if st.session_state.get("_cm_signed_in") != (email, ws):
+            reg.audit(who, "sign_in", "ok")
+            st.session_state["_cm_signed_in"] = (email, ws)
+    st.session_state[STORE_KEY] = str(reg.workspace_path(who.workspace))
+    return who
 
 
 @dataclass(frozen=True)
@@ -53,6 +121,7 @@ class Context:
     lang: str
     money: fmt.Money
     first: date | None = None  # the first order's day
+    who: Principal | None = None  # the signed-in person, their workspace and role
 
     def t(self, key: str, **values: object) -> str:
         return t(key, self.lang, **values)
@@ -89,12 +158,12 @@ def cell_customers(path: str, version: str, filters: Filters, spec: R.CohortSpec
 @st.cache_data(show_spinner=False, max_entries=4)
 def clv_fit(path: str, version: str, filters: Filters, as_of: date, unit: str) -> CV.Scored:
     """The models, refitted only when the data, filters, date or unit change."""
-    return CV.fit(store(), filters, as_of=as_of, unit=unit)
+    return CV.fit(get_store(path), filters, as_of=as_of, unit=unit)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def clv_scored(path: str, version: str, filters: Filters, as_of: date, settings: CV.Settings) -> CV.Scored:
-    return CV.score(store(), filters, as_of=as_of, settings=settings,
+    return CV.score(get_store(path), filters, as_of=as_of, settings=settings,
                     fitted=clv_fit(path, version, filters, as_of, settings.unit))
 
 
@@ -107,12 +176,12 @@ def clv_bootstrap(path: str, version: str, filters: Filters, as_of: date, settin
 @st.cache_data(show_spinner=False, max_entries=16)
 def clv_validation(path: str, version: str, filters: Filters, calibration_end: date, holdout_end: date,
                    settings: CV.Settings) -> CV.Validation:
-    return CV.validate(store(), filters, calibration_end=calibration_end, holdout_end=holdout_end, settings=settings)
+    return CV.validate(get_store(path), filters, calibration_end=calibration_end, holdout_end=holdout_end, settings=settings)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def clv_cac(path: str, version: str, filters: Filters) -> pl.DataFrame:
-    return CV.acquisition_costs(store(), filters)
+    return CV.acquisition_costs(get_store(path), filters)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -123,7 +192,7 @@ def churn_list(path: str, version: str, filters: Filters, as_of: date, settings:
     scored = clv_scored(path, version, filters, as_of, settings)
     if not scored.ok:
         return None
-    return churn.risk_list(store(), filters, as_of=as_of, bgnbd=scored.bgnbd, gg=scored.gg,
+    return churn.risk_list(get_store(path), filters, as_of=as_of, bgnbd=scored.bgnbd, gg=scored.gg,
                            margin_rate=settings.margin_rate, horizon_months=settings.horizon_months,
                            monthly_discount_rate=CV.monthly_rate(settings.annual_discount_rate),
                            unit=settings.unit, unmasked=unmasked)
@@ -135,7 +204,7 @@ def churn_precision(path: str, version: str, filters: Filters, calibration_end: 
     """Holdout precision of targeting the riskiest customers, or why it cannot be
     computed."""
     try:
-        return churn.targeting_precision(store(), filters, calibration_end=calibration_end, holdout_end=holdout_end,
+        return churn.targeting_precision(get_store(path), filters, calibration_end=calibration_end, holdout_end=holdout_end,
                                          shares=shares, unit=settings.unit, margin_rate=settings.margin_rate)
     except CV.M.ModelError as e:
         return str(e)
@@ -144,7 +213,7 @@ def churn_precision(path: str, version: str, filters: Filters, calibration_end: 
 @st.cache_data(show_spinner=False, max_entries=8)
 def loyalty(path: str, version: str, filters: Filters, as_of: date, value_per_point: float, margin_rate: float,
             extra_cost: float, window_months: int) -> L.LoyaltyView:
-    return L.loyalty_view(store(), filters, as_of=as_of, value_per_point=value_per_point, margin_rate=margin_rate,
+    return L.loyalty_view(get_store(path), filters, as_of=as_of, value_per_point=value_per_point, margin_rate=margin_rate,
                           extra_cost=extra_cost, window_months=window_months)
 
 
@@ -223,6 +292,7 @@ def _seed_from_url() -> None:
 def sidebar() -> Context:
     """Draw the global controls and return the resolved context. Called by app.py on
     every run, before the page, so every page shares the same widgets and URL."""
+    who = identify()
     _seed_from_url()
     path, version = cache_key()
     first, last = _bounds(path, version)
@@ -262,6 +332,8 @@ def sidebar() -> Context:
     )
     # The view, plus the pages' own controls (``r_...``, ``c_...``), which each page keeps.
     page_own = {k: v for k, v in st.query_params.to_dict().items() if k.startswith(PAGE_PREFIXES)}
+    if config.auth_configured():
+        page_own["ws"] = who.workspace  # the workspace is part of every link
     st.query_params.from_dict({**view.to_query_params(), **page_own})
     filters = comparison = None
     if last is not None:
@@ -270,8 +342,11 @@ def sidebar() -> Context:
         filters = view.filters(as_of=last, first=first)
         comparison = comparison_period(filters.start, filters.end, view.comparison)
         sb.caption(t("side.as_of", lang, date=fmt.day(last, lang)))
+    if config.auth_configured():
+        sb.caption(t("auth.who", lang, email=who.email, role=t(f"role.{who.role}", lang), workspace=who.workspace))
+        sb.button(t("auth.sign_out", lang), on_click=st.logout, icon=":material/logout:")
     ctx = Context(view=view, filters=filters, comparison=comparison, as_of=last, lang=lang,
-                  money=fmt.Money(lang=lang, currency=currency, fx=float(fx)), first=first)
+                  money=fmt.Money(lang=lang, currency=currency, fx=float(fx)), first=first, who=who)
     st.session_state[CONTEXT_KEY] = ctx
     return ctx
 
@@ -327,7 +402,7 @@ def loyalty_predicted(path: str, version: str, filters: Filters, as_of: date, va
     scored = clv_scored(path, version, mf, as_of, CV.Settings(margin_rate=margin_rate))
     if not scored.ok:
         return None
-    summary = L.customer_summary(store(), filters, start=view.start, end=view.end, margin_rate=margin_rate)
+    summary = L.customer_summary(get_store(path), filters, start=view.start, end=view.end, margin_rate=margin_rate)
     return L.predicted_by_group(L.naive_groups(summary, view.end), scored.customers)
 
 
@@ -335,7 +410,7 @@ def loyalty_predicted(path: str, version: str, filters: Filters, as_of: date, va
 def loyalty_tiers(path: str, version: str, filters: Filters, d1: date, d2: date,
                   rule: tuple[tuple[float, str], ...] | None, margin_rate: float) -> pl.DataFrame:
     """Tier movement between two dates: recorded tiers (``rule`` None) or a tier rule."""
-    return L.tier_movement(store(), filters, d1, d2, rule=rule, margin_rate=margin_rate)
+    return L.tier_movement(get_store(path), filters, d1, d2, rule=rule, margin_rate=margin_rate)
 
 
 # -- Segments page ------------------------------------------------------------------
@@ -354,23 +429,23 @@ def _rules(rules: tuple[tuple[str, tuple[int, int] | None, tuple[int, int] | Non
 @st.cache_data(show_spinner=False, max_entries=8)
 def rfm_scored(path: str, version: str, filters: Filters, as_of: date, rules: tuple) -> pl.DataFrame:
     """RFM scores and segments at ``as_of`` (``rules`` as hashable tuples)."""
-    return rfm.rfm_segments(store(), filters, as_of=as_of, rules=_rules(rules))
+    return rfm.rfm_segments(get_store(path), filters, as_of=as_of, rules=_rules(rules))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def segment_movement(path: str, version: str, filters: Filters, d1: date, d2: date, rules: tuple) -> pl.DataFrame:
-    return rfm.segment_movement(store(), filters, d1, d2, rules=_rules(rules))
+    return rfm.segment_movement(get_store(path), filters, d1, d2, rules=_rules(rules))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def segment_mix(path: str, version: str, filters: Filters, dates: tuple[date, ...], rules: tuple) -> pl.DataFrame:
-    return rfm.segment_mix(store(), filters, dates, rules=_rules(rules))
+    return rfm.segment_mix(get_store(path), filters, dates, rules=_rules(rules))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def personas(path: str, version: str, filters: Filters, as_of: date):
     """(features, fitted personas) or the reason they cannot be built (a str)."""
-    feats = P.features(store(), filters, as_of=as_of)
+    feats = P.features(get_store(path), filters, as_of=as_of)
     try:
         return feats, P.fit(feats)
     except P.PersonaError as e:
@@ -379,14 +454,14 @@ def personas(path: str, version: str, filters: Filters, as_of: date):
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def nps_answers(path: str, version: str, as_of: date) -> pl.DataFrame:
-    return P.nps_answers(store(), as_of=as_of)
+    return P.nps_answers(get_store(path), as_of=as_of)
 
 
 # -- Surveys page -----------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=16)
 def survey_overview(path: str, version: str, filters: Filters, comparison: tuple[date, date] | None):
     """Scores with the comparison, monthly scores, the 0-10 distribution."""
-    s = store()
+    s = get_store(path)
     return (S.score_summary(s, filters, comparison=comparison), S.monthly_scores(s, filters),
             S.nps_distribution(s, filters))
 
@@ -395,8 +470,8 @@ def survey_overview(path: str, version: str, filters: Filters, comparison: tuple
 def survey_breakdown(path: str, version: str, filters: Filters, by: str, as_of: date) -> S.Linked:
     """Scores by touchpoint / channel / survey, or by RFM segment / persona (customer groups)."""
     if by in S.BREAKDOWNS:
-        return S.Linked(S.scores_by(store(), filters, by))
-    return S.scores_by_customer_group(store(), filters, survey_groups(path, version, filters, by, as_of))
+        return S.Linked(S.scores_by(get_store(path), filters, by))
+    return S.scores_by_customer_group(get_store(path), filters, survey_groups(path, version, filters, by, as_of))
 
 
 def survey_groups(path: str, version: str, filters: Filters, by: str, as_of: date) -> pl.DataFrame:
@@ -417,7 +492,7 @@ def survey_say_do(path: str, version: str, filters: Filters, as_of: date, horizo
     """Say vs do on the window as long as the period that ends ``horizon_days``
     before ``as_of`` (every answer's horizon observed)."""
     start, end = S.observed_period(filters, as_of=as_of, horizon_days=horizon_days)
-    return S.say_vs_do(store(), replace(filters, start=start, end=end), as_of=as_of, horizon_days=horizon_days)
+    return S.say_vs_do(get_store(path), replace(filters, start=start, end=end), as_of=as_of, horizon_days=horizon_days)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -425,26 +500,35 @@ def survey_deciles(path: str, version: str, filters: Filters, as_of: date) -> S.
     scored = clv_scored(path, version, CV.model_filters(filters), as_of, CV.Settings())
     if not scored.ok:
         return None
-    return S.scores_by_clv_decile(store(), filters, scored.customers.select("customer_key", "clv"))
+    return S.scores_by_clv_decile(get_store(path), filters, scored.customers.select("customer_key", "clv"))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def survey_detractors(path: str, version: str, filters: Filters, as_of: date) -> S.Linked:
     scored = clv_scored(path, version, CV.model_filters(filters), as_of, CV.Settings())
     clv = scored.customers.select("customer_key", "clv") if scored.ok else None
-    return S.detractors_to_call(store(), filters, clv=clv, limit=200)
+    return S.detractors_to_call(get_store(path), filters, clv=clv, limit=200)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def survey_drivers(path: str, version: str, filters: Filters) -> S.Linked:
-    return S.key_drivers(store(), filters)
+    return S.key_drivers(get_store(path), filters)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def survey_terms(path: str, version: str, filters: Filters, by: str, lang: str) -> S.Linked:
-    return S.distinctive_terms(store(), filters, by=by, top=10, lang=lang)
+    return S.distinctive_terms(get_store(path), filters, by=by, top=10, lang=lang)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def survey_search(path: str, version: str, filters: Filters, query: str, fold: bool) -> S.CommentSearch:
-    return S.search_comments(store(), filters, query, fold_diacritics=fold, limit=200)
+    return S.search_comments(get_store(path), filters, query, fold_diacritics=fold, limit=200)
+
+
+# -- protected actions ---------------------------------------------------------------------
+def export(ctx: Context, what: str, build, *, unmasked: bool = False) -> pl.DataFrame:
+    """An export's frame through :func:`data.actions.export`: the role is checked on
+    the server when the download is built, and the export is logged."""
+    from data import actions
+
+    return actions.export(ctx.who, registry(), what, build, unmasked=unmasked)
