@@ -266,6 +266,19 @@ def test_surveys_page_in_the_browser(server, browser):
     page.close()
 
 
+def test_team_page_in_the_browser(server, browser):
+    """Local mode: one local admin; the personal-data tools and the audit log are there."""
+    page, _ = open_page(browser, server + "/team?lang=en", ready="text=Team, roles and personal data")
+    page.wait_for_selector("text=Audit log", timeout=30_000)
+    page.wait_for_selector("text=Customer ID, email or phone", timeout=30_000)
+    page.wait_for_selector("[data-testid='stSidebar'] >> text=Period", timeout=30_000)
+    page.wait_for_timeout(1500)  # the audit table's canvas
+    assert page.get_by_text("Local mode: one user on this machine", exact=False).count() == 1
+    assert page.get_by_role("button", name="Forget permanently").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "team_en.png"), full_page=True)
+    page.close()
+
+
 def test_data_page_in_the_browser(server, browser):
     page, _ = open_page(browser, server + "/data?lang=en", ready="text=Rebuild demo data")
     assert page.get_by_text("What is loaded").count() == 1
