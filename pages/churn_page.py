@@ -182,7 +182,7 @@ else:
     )
     st.caption(ctx.t("churn.list_note", n=fmt.number(ranked.height, lang), shown=fmt.number(shown.height, lang)))
     money_cols = [ctx.t(k, unit=money.symbol) for k in ("churn.col.hist", "churn.col.clv", "churn.col.var")]
-    st.dataframe(shown, hide_index=True, width="stretch", height=420,
+    frame.dataframe(st, shown, hide_index=True, width="stretch", height=420,
                  column_config={c: st.column_config.NumberColumn(format="localized") for c in money_cols})
 
     # -- export for a win-back campaign ---------------------------------------------------

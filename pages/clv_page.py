@@ -119,7 +119,7 @@ st.caption(ctx.t("clv.interval_note") + " " + ctx.t("clv.terms_short"))
 ratios = CV.clv_to_cac(customers, frame.clv_cac(path, version, mf))
 st.markdown(f"**{ctx.t('clv.cac')}**")
 if ratios.height:
-    st.dataframe(ratios.select(
+    frame.dataframe(st, ratios.select(
         pl.col("channel").map_elements(lambda c: cc.group_label("acquisition_channel", c, lang), return_dtype=pl.Utf8)
         .alias(ctx.t("clv.col.channel")),
         pl.col("customers").alias(ctx.t("clv.col.customers")),
@@ -161,7 +161,7 @@ st.caption(ctx.t("clv.exposure_note"))
 bg, gg = scored.bgnbd, scored.gg
 se_bg, se_gg = bg.standard_errors or {}, gg.standard_errors or {}
 params = [(k, v, se_bg.get(k)) for k, v in bg.params.items()] + [(k, v, se_gg.get(k)) for k, v in gg.params.items()]
-st.dataframe(pl.DataFrame({
+frame.dataframe(st, pl.DataFrame({
     ctx.t("clv.col.model"): ["BG/NBD"] * 4 + ["Gamma-Gamma"] * 3,
     ctx.t("clv.col.param"): [p[0] for p in params],
     ctx.t("clv.col.estimate"): [fmt.number(p[1], lang, 4) for p in params],
@@ -185,7 +185,7 @@ shown = listing.head(50).with_columns(
     pl.col("tier").map_elements(lambda c: cc.group_label("tier", c, lang), return_dtype=pl.Utf8),
     pl.col("segment").map_elements(lambda c: cc.group_label("segment", c, lang), return_dtype=pl.Utf8),
 ).rename({c: ctx.t(f"clv.col.{c}") for c in listing.columns})
-st.dataframe(shown, hide_index=True, width="stretch", height=320)
+frame.dataframe(st, shown, hide_index=True, width="stretch", height=320)
 st.download_button(  # built when clicked: a million rows are not rebuilt on every rerun
     ctx.t("clv.download"),
     lambda: to_excel_csv(frame.export(ctx, "clv_customers", lambda: listing.with_columns(

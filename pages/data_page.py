@@ -75,7 +75,7 @@ if flash := st.session_state.pop("_cm_flash", None):
 st.subheader(ctx.t("data.loaded"))
 st.markdown(ctx.t("data.where", path=s.path, version=s.schema_version()))
 info = s.table_info()
-st.dataframe(
+frame.dataframe(st, 
     pl.DataFrame(
         {
             ctx.t("data.table"): [ctx.t(f"table.{i.name}") for i in info],
@@ -151,16 +151,16 @@ if (pending := st.session_state.get("_cm_report")) is not None:
     for note in report.notes:
         st.info(note, icon=":material/info:")
     with st.expander(ctx.t("imp.mapping")):
-        st.dataframe(pl.DataFrame({ctx.t("imp.field"): list(report.mapping), ctx.t("imp.header"): list(report.mapping.values())}),
+        frame.dataframe(st, pl.DataFrame({ctx.t("imp.field"): list(report.mapping), ctx.t("imp.header"): list(report.mapping.values())}),
                      hide_index=True)
         if report.ignored:
             st.caption(ctx.t("imp.ignored", cols=", ".join(report.ignored)))
     if not report.ok:
         st.markdown(f"**{ctx.t('imp.counts')}**")
-        st.dataframe(report.counts().rename({"rule": ctx.t("col.rule"), "column": ctx.t("col.column"), "rows": ctx.t("col.rows")}),
+        frame.dataframe(st, report.counts().rename({"rule": ctx.t("col.rule"), "column": ctx.t("col.column"), "rows": ctx.t("col.rows")}),
                      hide_index=True)
         st.markdown(f"**{ctx.t('imp.problems')}**")
-        st.dataframe(report.problems.head(1000).rename({c: ctx.t(f"col.{c}") for c in report.problems.columns}),
+        frame.dataframe(st, report.problems.head(1000).rename({c: ctx.t(f"col.{c}") for c in report.problems.columns}),
                      hide_index=True, width="stretch")
         st.download_button(ctx.t("imp.download"), report.problems_csv(), file_name=f"{report.file_name}.problems.csv",
                            mime="text/csv")
@@ -180,7 +180,7 @@ else:
               when=fmt.day(last["started_at"].date(), ctx.lang) + last["started_at"].strftime(" %H:%M"))
     )
     cols = ["import_id", "kind", "file_name", "rows_loaded", "rows_rejected", "mode", "started_at", "status"]
-    st.dataframe(
+    frame.dataframe(st, 
         imports.select(cols).rename({c: ctx.t(f"data.col.{c}") for c in cols}),
         hide_index=True,
         width="stretch",
@@ -193,7 +193,7 @@ else:
     quarantined = s.quarantine()
     if quarantined.height:
         with st.expander(ctx.t("imp.quarantine", n=fmt.number(quarantined.height, ctx.lang))):
-            st.dataframe(quarantined, hide_index=True, width="stretch")
+            frame.dataframe(st, quarantined, hide_index=True, width="stretch")
 
 st.subheader(ctx.t("data.demo"))
 st.caption(ctx.t("data.demo_help"))

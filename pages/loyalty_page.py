@@ -231,7 +231,7 @@ if pred is not None:
 cols.append(pl.col("repeat_rate").map_elements(lambda v: fmt.percent(v, lang, 0), return_dtype=pl.Utf8)
             .alias(ctx.t("loy.col.repeat")))
 table = nv.select(cols)
-st.dataframe(table, hide_index=True, width="stretch")
+frame.dataframe(st, table, hide_index=True, width="stretch")
 st.caption(ctx.t("loy.naive_note") + ("" if pred is not None else " " + ctx.t("loy.no_pred")))
 cv = view.curves.filter(pl.col("customers") > 0)
 if cv.height:
@@ -286,7 +286,7 @@ if ref.cost is not None and ref.incremental is not None:
 elif ref.referred:
     st.info(ctx.t("loy.ref_unknown"), icon=":material/help:")
 if ref.comparison.height:
-    st.dataframe(ref.comparison.select(
+    frame.dataframe(st, ref.comparison.select(
         pl.col("group").map_elements(lambda g: ctx.t(f"loy.ref_group.{g}"), return_dtype=pl.Utf8)
         .alias(ctx.t("loy.col.group")),
         pl.col("customers").alias(ctx.t("loy.col.customers")),
@@ -296,7 +296,7 @@ if ref.comparison.height:
     ), hide_index=True, width="stretch")
 if ref.advocates.height:
     st.markdown(f"**{ctx.t('loy.advocates')}**")
-    st.dataframe(ref.advocates.head(20).select(
+    frame.dataframe(st, ref.advocates.head(20).select(
         pl.col("referrer").alias(ctx.t("loy.col.referrer")), pl.col("referred").alias(ctx.t("loy.col.referred")),
         pl.col("referred_margin").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.ref_margin")),
     ), hide_index=True, width="stretch")

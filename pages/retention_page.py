@@ -129,7 +129,7 @@ if view.flow.height:
         st.markdown(reading)
     st.caption(ctx.t("ret.flow_note", w=f.inactivity_days))
     with st.expander(ctx.t("ret.flow_table")):
-        st.dataframe(
+        frame.dataframe(st, 
             view.flow.select(
                 pl.col("month").map_elements(lambda d: fmt.month(d, lang), return_dtype=pl.Utf8)
                 .alias(ctx.t("ret.flow.month")),
@@ -213,7 +213,7 @@ if people.height:
         pl.col("revenue").map_elements(ctx.money.full, return_dtype=pl.Utf8),
         pl.col("first_order").dt.strftime("%d/%m/%Y %H:%M"),
     ).rename({c: ctx.t(f"ret.col.{c}") for c in people.columns})
-    st.dataframe(pretty, hide_index=True, width="stretch", height=300)
+    frame.dataframe(st, pretty, hide_index=True, width="stretch", height=300)
     st.download_button(ctx.t("ret.cell_download"), lambda: to_excel_csv(frame.export(ctx, "cohort_customers", lambda: people)),
                        file_name=f"customers_{cohort.isoformat()}_k{k}{'_later' if later else ''}.csv",
                        mime="text/csv", icon=":material/download:", key="r_cell_download")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pandas as pd
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
@@ -77,14 +78,15 @@ with st.expander(ctx.t("seg.rules"), icon=":material/tune:"):
         "fm_min": [r.get("fm", (1, 5))[0] for r in rules], "fm_max": [r.get("fm", (1, 5))[1] for r in rules],
     })
     score = st.column_config.NumberColumn(min_value=1, max_value=5, step=1, required=True)
+    # pandas made through Arrow, not Polars' to_pandas (see frame.dataframe)
     edited = st.data_editor(
-        table, key="s_rules_editor", hide_index=True, num_rows="dynamic", width="stretch",
+        table.to_arrow().to_pandas(), key="s_rules_editor", hide_index=True, num_rows="dynamic", width="stretch",
         column_config={"segment": st.column_config.SelectboxColumn(ctx.t("seg.col.segment"), options=list(rfm.SEGMENTS),
                                                                     required=True),
                        "r_min": score, "r_max": score, "fm_min": score, "fm_max": score})
     proposed = [{"name": row["segment"], "r": (int(row["r_min"]), int(row["r_max"])),
                  "fm": (int(row["fm_min"]), int(row["fm_max"]))}
-                for row in edited.iter_rows(named=True) if None not in row.values()]
+                for row in edited.to_dict("records") if not any(pd.isna(v) for v in row.values())]
     problems = rfm.validate_rules(proposed) if proposed else [ctx.t("seg.rules_empty")]
     if problems:
         st.error(ctx.t("seg.rules_bad") + "\n\n" + "\n".join(f"- {p}" for p in problems), icon=":material/error:")
@@ -143,7 +145,7 @@ cols += [
     pl.col("segment").map_elements(lambda c: rfm.SEGMENTS[c]["action_en" if en else "action_vi"],
                                    return_dtype=pl.Utf8).alias(ctx.t("seg.col.action")),
 ]
-st.dataframe(summary.select(cols), hide_index=True, width="stretch")
+frame.dataframe(st, summary.select(cols), hide_index=True, width="stretch")
 
 grid = rfm.grid_summary(scored)
 z = [[0] * 5 for _ in range(5)]

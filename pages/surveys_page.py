@@ -155,7 +155,7 @@ if wide is not None and wide.height:
         bf.update_layout(yaxis={"autorange": "reversed"}, xaxis={"title": ctx.t("sv.nps")},
                          height=max(260, 36 * nn.height + 80))
         b1.plotly_chart(_layout(bf, lang, ctx.t("sv.by_title", by=ctx.t(f"sv.by.{by}").lower())), width="stretch")
-    b2.dataframe(show, hide_index=True, width="stretch")
+    frame.dataframe(b2, show, hide_index=True, width="stretch")
     if by in ("segment", "persona") and br.anonymous:
         st.caption(ctx.t("sv.anon_left_out", n=fmt.number(br.anonymous, lang)))
 else:
@@ -219,7 +219,7 @@ det = frame.survey_detractors(path, version, f, as_of)
 if det.table.height:
     st.markdown(ctx.t("sv.read.detractors", n=fmt.number(det.total or det.table.height, lang),
                       basis=ctx.t(f"sv.basis.{det.table['basis'][0]}")))
-    st.dataframe(det.table.head(50).select(
+    frame.dataframe(st, det.table.head(50).select(
         pl.col("customer").alias(ctx.t("sv.col.customer")),
         pl.col("value").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t(f"sv.col.{det.table['basis'][0]}")),
         pl.col("last_score").alias(ctx.t("sv.col.score")),
@@ -287,7 +287,7 @@ if terms.height:
             part = terms.filter(pl.col("group") == g).sort("z", descending=True).head(10)
             name = ctx.t(f"sv.cat.{g}") if words_by == "category" else label(words_by, g, lang)
             c.markdown(f"**{name}**")
-            c.dataframe(part.select(pl.col("term").alias(ctx.t("sv.col.term")),
+            frame.dataframe(c, part.select(pl.col("term").alias(ctx.t("sv.col.term")),
                                     pl.col("count").alias(ctx.t("sv.col.count")),
                                     pl.col("z").round(1).alias("z")), hide_index=True, width="stretch")
     st.caption(ctx.t("sv.words_note"))
@@ -301,7 +301,7 @@ frame.keep_page_params({"v_q": query}, {"v_q": ""})
 found = frame.survey_search(path, version, f, query.strip(), fold)
 st.caption(ctx.t("sv.found", n=fmt.number(found.matches, lang)))
 if found.table.height:
-    st.dataframe(found.table.select(
+    frame.dataframe(st, found.table.select(
         pl.col("responded_at").dt.date().map_elements(lambda d: fmt.day(d, lang), return_dtype=pl.Utf8)
         .alias(ctx.t("sv.col.answered")),
         pl.col("customer").fill_null(ctx.t("sv.anonymous")).alias(ctx.t("sv.col.customer")),

@@ -77,7 +77,7 @@ if who.email == "local":
     st.info(ctx.t("team.local"), icon=":material/computer:")
 else:
     members = reg.members(who)
-    st.dataframe(pl.DataFrame({ctx.t("team.col.email"): [m[0] for m in members],
+    frame.dataframe(st, pl.DataFrame({ctx.t("team.col.email"): [m[0] for m in members],
                                ctx.t("team.col.role"): [ctx.t(f"role.{m[1]}") for m in members]}),
                  hide_index=True, width="stretch")
     if admin:
@@ -105,7 +105,7 @@ else:
 st.subheader(ctx.t("team.audit"))
 if admin:
     log = reg.audit_log(who, limit=500)
-    st.dataframe(log.rename({c: ctx.t(f"team.log.{c}") for c in log.columns}), hide_index=True, width="stretch",
+    frame.dataframe(st, log.rename({c: ctx.t(f"team.log.{c}") for c in log.columns}), hide_index=True, width="stretch",
                  height=360)
     st.caption(ctx.t("team.audit_note"))
 else:

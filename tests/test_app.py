@@ -751,3 +751,16 @@ def test_a_viewer_cannot_rebuild_or_export_unmasked(hosted, monkeypatch):
     assert all(t.disabled and not t.value for t in toggles)
     log = audit_rows(root, "SELECT actor, action, outcome FROM audit_log")
     assert ("vic@team.vn", "rebuild_demo", "denied") in log and ("vic@team.vn", "sign_in", "ok") in log
+
+
+def test_pages_hand_tables_to_streamlit_as_arrow():
+    """Streamlit converts a Polars frame with DataFrame.to_pandas(), which can deadlock
+    the server against a map_elements in another session (Polars 2.1.0); every page
+    table goes through frame.dataframe (Arrow), and the rules editor gets pandas made
+    from Arrow."""
+    for page in (ROOT / "pages").glob("*_page.py"):
+        text = page.read_text(encoding="utf-8")
+        direct = [m.group(0) for m in re.finditer(r"\b(\w+)\.dataframe\(", text) if m.group(1) != "frame"]
+        assert not direct, (page.name, direct)
+        for m in re.finditer(r"data_editor\(\s*([^,]+),", text):
+            assert "to_arrow().to_pandas()" in m.group(1), page.name

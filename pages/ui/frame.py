@@ -532,3 +532,17 @@ def export(ctx: Context, what: str, build, *, unmasked: bool = False) -> pl.Data
     from data import actions
 
     return actions.export(ctx.who, registry(), what, build, unmasked=unmasked)
+
+
+# -- tables ----------------------------------------------------------------------------------
+def dataframe(where, data, **kwargs):
+    """``where.dataframe(data, ...)`` with a Polars frame handed over as an Arrow table.
+
+    Streamlit turns a Polars frame into pandas with ``DataFrame.to_pandas()``, and that
+    call can deadlock the whole server against a ``map_elements`` running in another
+    session at the same moment (both wait on Polars' thread pool while one holds the
+    GIL; reproduced with Polars 2.1.0 under the load benchmark). An Arrow table is
+    serialised directly, without pandas and without Polars' pool."""
+    if isinstance(data, pl.DataFrame):
+        data = data.to_arrow()
+    return where.dataframe(data, **kwargs)
