@@ -165,14 +165,22 @@ def neutralise(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+def neutralise_expr(column: str) -> pl.Expr:
+    """:func:`neutralise` as a Polars expression over a text column (nulls stay null)."""
+    c = pl.col(column)
+    return pl.when(c.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + c).otherwise(c).alias(column)
+
+
+def neutralise_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every text cell :func:`neutralise`-d (headers unchanged)."""
+    return frame.with_columns(neutralise_expr(c) for c, t in frame.schema.items() if t == pl.Utf8)
+
+
 def to_excel_csv(frame: pl.DataFrame) -> bytes:
     """CSV that Excel opens safely: UTF-8 with BOM; a text cell starting with = + - @
     tab or CR gets a leading apostrophe (headers too, :func:`neutralise`); real
     numbers stay numbers."""
-    safe = frame.rename({c: neutralise(c) for c in frame.columns}).with_columns(
-        pl.col(c).map_elements(neutralise, return_dtype=pl.Utf8)
-        for c, t in zip(frame.columns, frame.dtypes) if t == pl.Utf8
-    ) if frame.height else frame
+    safe = neutralise_frame(frame.rename({c: neutralise(c) for c in frame.columns}))
     return b"\xef\xbb\xbf" + safe.write_csv().encode("utf-8")
 
 
@@ -560,7 +568,7 @@ def validate(kind: Kind, frame: pl.DataFrame, settings: Settings = Settings(), *
                 "field": fc["column"].cast(pl.Utf8),
                 "value": fc["failure_case"].cast(pl.Utf8).str.slice(0, 200),
                 "rule": fc["check"].str.replace(r"\(.*$", ""),
-                "reason": fc["check"].map_elements(_reason, return_dtype=pl.Utf8),
+                "reason": pl.Series([_reason(v) for v in fc["check"].to_list()], dtype=pl.Utf8),
             }))
     scores = [c for c in ("nps", "csat", "ces") if c in frame.columns]
     rules = {

@@ -72,7 +72,7 @@ import polars as pl
 
 from data.importer import to_xlsx  # noqa: F401  (the export's workbook; kept importable from here)
 from data.store import Store
-from metrics import rfm
+from metrics import pymap, rfm
 from metrics.clv import (
     BGNBD, MONTH_DAYS, GammaGamma, ModelError, _unit_days, clv, customer_summary, fit_bgnbd, holdout_summary,
     per_distinct,
@@ -143,7 +143,7 @@ def risk_band(churn_risk: Any) -> Any:
     ``"medium"`` below :data:`HIGH_RISK_FROM` (0.7), ``"high"`` from 0.7 (None for a
     missing value). Takes a number or a Polars Series (returns a Series)."""
     if isinstance(churn_risk, pl.Series):
-        return churn_risk.cast(pl.Float64).map_elements(risk_band, return_dtype=pl.Utf8).alias("risk_band")
+        return pl.DataFrame({"r": churn_risk.cast(pl.Float64)}).select(_band_expr("r").alias("risk_band")).to_series()
     if churn_risk is None or (isinstance(churn_risk, float) and math.isnan(churn_risk)):
         return None
     if churn_risk < LOW_RISK_BELOW:
@@ -270,11 +270,7 @@ def risk_list(
            .join(seg.select("customer_key", "segment"), on="customer_key", how="left")
            .with_columns((pl.col("days_since_last") / pl.col("usual_gap_days")).alias("gap_ratio")))
     if not unmasked:
-        out = out.with_columns(
-            pl.col("name").map_elements(mask_name, return_dtype=pl.Utf8),
-            pl.col("email").map_elements(mask_email, return_dtype=pl.Utf8),
-            pl.col("phone").map_elements(mask_phone, return_dtype=pl.Utf8),
-        )
+        out = pymap.columns(out, {"name": mask_name, "email": mask_email, "phone": mask_phone})
     out = out.select(list(RISK_COLUMNS)).cast(RISK_COLUMNS)
     return out.sort(["value_at_risk", "customer_key"], descending=[True, False], nulls_last=True)
 
@@ -448,11 +444,9 @@ def export_frame(lst: pl.DataFrame, *, include_contact: bool, lang: str) -> pl.D
                                               for c in CONTACT_COLUMNS).any()).item()
         if masked:
             raise ValueError("the contacts in this list are masked; build it with risk_list(..., unmasked=True)")
-        contact = [pl.col(c) for c in CONTACT_COLUMNS]
     else:
-        contact = [pl.col("name").map_elements(mask_name, return_dtype=pl.Utf8),
-                   pl.col("email").map_elements(mask_email, return_dtype=pl.Utf8),
-                   pl.col("phone").map_elements(mask_phone, return_dtype=pl.Utf8)]
+        lst = pymap.columns(lst, {"name": mask_name, "email": mask_email, "phone": mask_phone})
+    contact = [pl.col(c) for c in CONTACT_COLUMNS]
     seg_label = {k: v["label_en" if i == 0 else "label_vi"] for k, v in rfm.SEGMENTS.items()}
     seg_action = {k: v["action_en" if i == 0 else "action_vi"] for k, v in rfm.SEGMENTS.items()}
     band_label = {k: v[i] for k, v in BAND_LABELS.items()}

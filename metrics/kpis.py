@@ -42,7 +42,7 @@ from typing import Any
 import polars as pl
 
 from data.store import Store
-from metrics.filters import Filters, instant, month_end
+from metrics.filters import Filters, instant
 from metrics.stats import mean_interval, nps_interval, nps_score, ratio, wilson_interval
 
 DEFAULT_MARGIN_RATE = 0.30
@@ -328,7 +328,7 @@ def _months_frame(raw: pl.DataFrame, surveys: pl.DataFrame, k0: int, k1: int, f:
         return pl.when(den > 0).then(num / den).otherwise(None)
 
     return m.select(
-        pl.col("k").map_elements(month_start, return_dtype=pl.Date).alias("month"),
+        pl.date(pl.col("k") // 12, pl.col("k") % 12 + 1, 1).alias("month"),
         pl.col("revenue").cast(pl.Float64),
         pl.col("revenue_new").cast(pl.Float64),
         (pl.col("revenue") - pl.col("revenue_new")).cast(pl.Float64).alias("revenue_returning"),
@@ -352,7 +352,7 @@ def _months_frame(raw: pl.DataFrame, surveys: pl.DataFrame, k0: int, k1: int, f:
         pl.col("csat_n").fill_null(0).cast(pl.Int64),
         pl.when(pl.col("ces_n") > 0).then(pl.col("ces_mean")).otherwise(None).alias("ces"),
         pl.col("ces_n").fill_null(0).cast(pl.Int64),
-    ).with_columns(complete=pl.col("month").map_elements(lambda d: month_end(d) <= f.end, return_dtype=pl.Boolean))
+    ).with_columns(complete=pl.col("month").dt.month_end() <= f.end)
 
 
 def monthly_kpis(store: Store, f: Filters, *, first_month: date, last_month: date, margin_rate: float = DEFAULT_MARGIN_RATE) -> pl.DataFrame:

@@ -82,6 +82,7 @@ import numpy as np
 import polars as pl
 
 from data.store import Store
+from metrics import pymap
 from metrics.filters import Filters, instant
 from metrics.kpis import DEFAULT_MARGIN_RATE, MONTH_INDEX, month_index, month_start
 from metrics.retention import mask_id
@@ -1715,7 +1716,7 @@ def referral_view(store: Store, f: Filters, *, start: date, end: date, margin_ra
         "LEFT JOIN v ON v.customer_key = rr.referred_key GROUP BY 1 "
         "ORDER BY referred DESC, referred_margin DESC, referrer LIMIT $top", {**p, "top": int(top)})
     if masked:
-        adv = adv.with_columns(pl.col("referrer").map_elements(mask_id, return_dtype=pl.Utf8))
+        adv = pymap.columns(adv, {"referrer": mask_id})
     return ReferralResult(
         start=start, end=end, by_month=by_month, new_customers=n_new, referred=n_ref,
         rate=ratio(float(n_ref), float(n_new)), low=lo, high=hi, comparison=comparison, rewards=rewards,

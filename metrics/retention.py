@@ -55,6 +55,7 @@ import numpy as np
 import polars as pl
 
 from data.store import Store
+from metrics import pymap
 from metrics.filters import Filters, _bind, instant
 from metrics.kpis import DEFAULT_MARGIN_RATE, data_bounds
 from metrics.stats import Z95, mean_interval, wilson_interval
@@ -959,12 +960,7 @@ LEFT JOIN customers c ON c.customer_key = hit.customer_key
 WHERE TRUE{seg_cond}
 ORDER BY hit.revenue DESC, c.customer_id LIMIT $limit"""
     raw = store.query(sql, params)
-    return raw.with_columns(
-        pl.col("customer_id").map_elements(mask_id, return_dtype=pl.Utf8),
-        pl.col("name").map_elements(mask_name, return_dtype=pl.Utf8),
-        pl.col("email").map_elements(mask_email, return_dtype=pl.Utf8),
-        pl.col("phone").map_elements(mask_phone, return_dtype=pl.Utf8),
-    )
+    return pymap.columns(raw, {"customer_id": mask_id, "name": mask_name, "email": mask_email, "phone": mask_phone})
 
 
 def mask_id(v: str | None) -> str | None:

@@ -55,6 +55,7 @@ from typing import Any
 import polars as pl
 
 from data.store import Store
+from metrics import pymap
 from metrics.filters import Filters, instant
 from metrics.kpis import DEFAULT_MARGIN_RATE
 
@@ -396,9 +397,7 @@ def members(store: Store, scored: pl.DataFrame, keys: pl.DataFrame | None = None
     info = store.query("SELECT customer_key, customer_id, name, email, phone, region, acquisition_channel "
                        "FROM customers").with_columns(pl.col("customer_key").cast(part.schema["customer_key"]))
     out = part.join(info, on="customer_key", how="left", maintain_order="left")
+    out = pymap.columns(out, {"customer_id": mask_id, "name": mask_name, "email": mask_email, "phone": mask_phone})
     return out.select(
-        pl.col("customer_id").map_elements(mask_id, return_dtype=pl.Utf8),
-        pl.col("name").map_elements(mask_name, return_dtype=pl.Utf8),
-        pl.col("email").map_elements(mask_email, return_dtype=pl.Utf8),
-        pl.col("phone").map_elements(mask_phone, return_dtype=pl.Utf8),
+        "customer_id", "name", "email", "phone",
         "region", "acquisition_channel", "r", "f", "m", "segment", "last_order", "frequency", "monetary", "margin")

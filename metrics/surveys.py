@@ -59,7 +59,8 @@ import polars as pl
 
 from data.store import Store
 from metrics.filters import Filters, instant
-from metrics.kpis import DEFAULT_MARGIN_RATE, MONTH_INDEX, month_index, month_start
+from metrics import pymap
+from metrics.kpis import DEFAULT_MARGIN_RATE, MONTH_INDEX, month_index
 from metrics.retention import mask_id
 from metrics.stats import Z95, mean_interval, nps_interval, nps_score, ratio, wilson_interval
 
@@ -279,7 +280,7 @@ def monthly_scores(store: Store, f: Filters) -> pl.DataFrame:
     k0, k1 = month_index(f.start), month_index(f.end)
     months = pl.DataFrame({"k": pl.int_range(k0, k1 + 1, eager=True).cast(pl.Int32)})
     counts = months.join(raw.with_columns(pl.col("k").cast(pl.Int32)), on="k", how="left").with_columns(
-        pl.col("k").map_elements(month_start, return_dtype=pl.Date).alias("month")
+        pl.date(pl.col("k") // 12, pl.col("k") % 12 + 1, 1).alias("month")
     )
     return _long(counts, ["month"], {"month": pl.Date}).sort("month", maintain_order=True)
 
@@ -560,8 +561,8 @@ def detractors_to_call(store: Store, f: Filters, *, clv: pl.DataFrame | None = N
     )
     total = int(raw["total"][0]) if raw.height else 0
     table = raw.with_columns(
+        pymap.series(raw.get_column("customer_id"), mask_id, name="customer"),
         pl.int_range(1, raw.height + 1, dtype=pl.Int64).alias("rank"),
-        pl.col("customer_id").map_elements(mask_id, return_dtype=pl.Utf8).alias("customer"),
         pl.lit(basis).alias("basis"),
         pl.col("customer_key").cast(pl.Int64), pl.col("last_score").cast(pl.Int64),
         pl.col("value").cast(pl.Float64), pl.col("margin").cast(pl.Float64),
@@ -573,13 +574,9 @@ def detractors_export(table: pl.DataFrame) -> pl.DataFrame:
     """The detractors list as it may leave the product: without customer_key, every
     text cell formula-safe (:func:`data.importer.neutralise`: a leading = + - @ tab
     or CR gets an apostrophe). Pass it to :func:`data.importer.to_excel_csv`."""
-    from data.importer import neutralise
+    from data.importer import neutralise_frame
 
-    out = table.drop("customer_key", strict=False)
-    return out.with_columns(
-        pl.col(c).map_elements(neutralise, return_dtype=pl.Utf8)
-        for c, t in out.schema.items() if t == pl.Utf8
-    )
+    return neutralise_frame(table.drop("customer_key", strict=False))
 
 
 # ---------------------------------------------------------------------------------
@@ -944,7 +941,7 @@ def search_comments(store: Store, f: Filters, query: str = "", *, fold_diacritic
     )
     matches = int(raw["matches"][0]) if raw.height else 0
     table = raw.with_columns(
-        pl.col("customer_id").map_elements(mask_id, return_dtype=pl.Utf8).alias("customer"),
+        pymap.series(raw.get_column("customer_id"), mask_id, name="customer"),
         pl.col("nps").cast(pl.Int64), pl.col("csat").cast(pl.Int64), pl.col("ces").cast(pl.Int64),
     ).with_columns(_category_expr("nps").alias("category")).select(SEARCH_COLUMNS)
     return CommentSearch(table, matches)

@@ -12,7 +12,7 @@ import polars as pl
 import streamlit as st
 
 from data.importer import to_excel_csv
-from metrics import churn, rfm
+from metrics import churn, pymap, rfm
 from metrics import clv_view as CV
 from metrics import retention as R
 from pages.ui import fmt, frame
@@ -161,8 +161,10 @@ ranked = at_risk.sort("value_at_risk", descending=True)
 if ranked.height == 0:
     st.info(ctx.t("churn.none"), icon=":material/check_circle:")
 else:
-    shown = ranked.head(200).select(
-        pl.col("customer_id").map_elements(R.mask_id, return_dtype=pl.Utf8).alias(ctx.t("churn.col.customer")),
+    shown = pymap.columns(ranked.head(200), {
+        "customer_id": R.mask_id, "last_channel": lambda c: label("channel", c, lang),
+    }).select(
+        pl.col("customer_id").alias(ctx.t("churn.col.customer")),
         pl.col("segment").replace_strict({k: v[f"label_{lang}"] for k, v in rfm.SEGMENTS.items()}, default=None,
                                          return_dtype=pl.Utf8).alias(ctx.t("churn.col.segment")),
         (pl.col("churn_risk") * 100).round(0).alias(ctx.t("churn.col.risk")),
@@ -173,8 +175,7 @@ else:
         (pl.col("historical_margin") * money.convert(1.0)).round(0).alias(ctx.t("churn.col.hist", unit=money.symbol)),
         (pl.col("predicted_clv") * money.convert(1.0)).round(0).alias(ctx.t("churn.col.clv", unit=money.symbol)),
         (pl.col("value_at_risk") * money.convert(1.0)).round(0).alias(ctx.t("churn.col.var", unit=money.symbol)),
-        pl.col("last_channel").map_elements(lambda c: label("channel", c, lang), return_dtype=pl.Utf8)
-        .alias(ctx.t("churn.col.channel")),
+        pl.col("last_channel").alias(ctx.t("churn.col.channel")),
         pl.col("latest_nps").alias(ctx.t("churn.col.nps")),
         pl.col("expected_next_order").dt.strftime("%d/%m/%Y").alias(ctx.t("churn.col.next")),
         pl.col("segment").replace_strict({k: v[f"action_{lang}"] for k, v in rfm.SEGMENTS.items()}, default=None,

@@ -11,6 +11,7 @@ import streamlit as st
 
 from data.importer import to_excel_csv
 from metrics import clv_view as CV
+from metrics import pymap
 from metrics import retention as R
 from pages.ui import clv_charts as cc
 from pages.ui import fmt, frame
@@ -119,14 +120,16 @@ st.caption(ctx.t("clv.interval_note") + " " + ctx.t("clv.terms_short"))
 ratios = CV.clv_to_cac(customers, frame.clv_cac(path, version, mf))
 st.markdown(f"**{ctx.t('clv.cac')}**")
 if ratios.height:
-    frame.dataframe(st, ratios.select(
-        pl.col("channel").map_elements(lambda c: cc.group_label("acquisition_channel", c, lang), return_dtype=pl.Utf8)
-        .alias(ctx.t("clv.col.channel")),
+    frame.dataframe(st, pymap.columns(ratios, {
+        "channel": lambda c: cc.group_label("acquisition_channel", c, lang),
+        "value": money.full, "cac": money.full,
+        "ratio": lambda r: fmt.number(r, lang, 1) + " : 1",
+    }).select(
+        pl.col("channel").alias(ctx.t("clv.col.channel")),
         pl.col("customers").alias(ctx.t("clv.col.customers")),
-        pl.col("value").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("clv.col.value")),
-        pl.col("cac").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("clv.col.cac")),
-        pl.col("ratio").map_elements(lambda r: fmt.number(r, lang, 1) + " : 1", return_dtype=pl.Utf8)
-        .alias(ctx.t("clv.col.ratio"))), hide_index=True, width="stretch")
+        pl.col("value").alias(ctx.t("clv.col.value")),
+        pl.col("cac").alias(ctx.t("clv.col.cac")),
+        pl.col("ratio").alias(ctx.t("clv.col.ratio"))), hide_index=True, width="stretch")
     st.markdown(cc.reading_cac(ratios, lang))
 else:
     st.info(ctx.t("clv.no_cac"), icon=":material/info:")
@@ -175,19 +178,19 @@ st.subheader(ctx.t("clv.customers_top"))
 listing = customers.sort("clv", descending=True).select(
     "customer_id", "frequency", "recency", "T",
     "historical_clv", "clv", "p_alive", "expected_purchases", "segment", "acquisition_channel", "region", "tier")
-shown = listing.head(50).with_columns(
-    pl.col("customer_id").map_elements(R.mask_id, return_dtype=pl.Utf8),
-    pl.col("historical_clv", "clv").map_elements(money.full, return_dtype=pl.Utf8),
-    pl.col("p_alive").map_elements(lambda p: fmt.percent(p, lang, 0), return_dtype=pl.Utf8),
+shown = pymap.columns(listing.head(50), {
+    "customer_id": R.mask_id,
+    "historical_clv": money.full, "clv": money.full,
+    "p_alive": lambda p: fmt.percent(p, lang, 0),
+    "acquisition_channel": lambda c: cc.group_label("acquisition_channel", c, lang),
+    "tier": lambda c: cc.group_label("tier", c, lang),
+    "segment": lambda c: cc.group_label("segment", c, lang),
+}).with_columns(
     pl.col("expected_purchases").round(2), pl.col("recency", "T").round(0).cast(pl.Int64),
-    pl.col("acquisition_channel").map_elements(lambda c: cc.group_label("acquisition_channel", c, lang),
-                                               return_dtype=pl.Utf8),
-    pl.col("tier").map_elements(lambda c: cc.group_label("tier", c, lang), return_dtype=pl.Utf8),
-    pl.col("segment").map_elements(lambda c: cc.group_label("segment", c, lang), return_dtype=pl.Utf8),
 ).rename({c: ctx.t(f"clv.col.{c}") for c in listing.columns})
 frame.dataframe(st, shown, hide_index=True, width="stretch", height=320)
 st.download_button(  # built when clicked: a million rows are not rebuilt on every rerun
     ctx.t("clv.download"),
-    lambda: to_excel_csv(frame.export(ctx, "clv_customers", lambda: listing.with_columns(
-        pl.col("customer_id").map_elements(R.mask_id, return_dtype=pl.Utf8)))),
+    lambda: to_excel_csv(frame.export(ctx, "clv_customers", lambda: pymap.columns(
+        listing, {"customer_id": R.mask_id}))),
     file_name=f"clv_{as_of.isoformat()}.csv", mime="text/csv", icon=":material/download:")

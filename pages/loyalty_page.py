@@ -13,6 +13,7 @@ import streamlit as st
 
 from data.importer import to_excel_csv, to_xlsx
 from metrics import loyalty as L
+from metrics import pymap
 from pages.ui import fmt, frame
 from pages.ui.charts import _layout
 from pages.ui.clv_charts import PALETTE
@@ -216,21 +217,22 @@ nv = view.naive
 pred = frame.loyalty_predicted(path, version, f, as_of, float(vpp), float(margin) / 100, float(extra), int(window))
 if pred is not None:
     nv = nv.join(pred.select("group", "predicted_clv", "p_alive"), on="group", how="left")
+fns = {"group": lambda g: ctx.t(f"loy.group.{g}"), "spend_per_customer": money.full, "aov": money.full,
+       "historical_clv": money.full, "repeat_rate": lambda v: fmt.percent(v, lang, 0)}
 cols = [
-    pl.col("group").map_elements(lambda g: ctx.t(f"loy.group.{g}"), return_dtype=pl.Utf8).alias(ctx.t("loy.col.group")),
+    pl.col("group").alias(ctx.t("loy.col.group")),
     pl.col("customers").alias(ctx.t("loy.col.customers")),
-    pl.col("spend_per_customer").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.spend")),
+    pl.col("spend_per_customer").alias(ctx.t("loy.col.spend")),
     pl.col("frequency").round(2).alias(ctx.t("loy.col.frequency")),
-    pl.col("aov").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.aov")),
-    pl.col("historical_clv").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.clv")),
+    pl.col("aov").alias(ctx.t("loy.col.aov")),
+    pl.col("historical_clv").alias(ctx.t("loy.col.clv")),
 ]
 if pred is not None:
-    cols += [pl.col("predicted_clv").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.pred_clv")),
-             pl.col("p_alive").map_elements(lambda v: fmt.percent(v, lang, 0), return_dtype=pl.Utf8)
-             .alias(ctx.t("loy.col.p_alive"))]
-cols.append(pl.col("repeat_rate").map_elements(lambda v: fmt.percent(v, lang, 0), return_dtype=pl.Utf8)
-            .alias(ctx.t("loy.col.repeat")))
-table = nv.select(cols)
+    fns |= {"predicted_clv": money.full, "p_alive": lambda v: fmt.percent(v, lang, 0)}
+    cols += [pl.col("predicted_clv").alias(ctx.t("loy.col.pred_clv")),
+             pl.col("p_alive").alias(ctx.t("loy.col.p_alive"))]
+cols.append(pl.col("repeat_rate").alias(ctx.t("loy.col.repeat")))
+table = pymap.columns(nv, fns).select(cols)
 frame.dataframe(st, table, hide_index=True, width="stretch")
 st.caption(ctx.t("loy.naive_note") + ("" if pred is not None else " " + ctx.t("loy.no_pred")))
 cv = view.curves.filter(pl.col("customers") > 0)
@@ -286,19 +288,20 @@ if ref.cost is not None and ref.incremental is not None:
 elif ref.referred:
     st.info(ctx.t("loy.ref_unknown"), icon=":material/help:")
 if ref.comparison.height:
-    frame.dataframe(st, ref.comparison.select(
-        pl.col("group").map_elements(lambda g: ctx.t(f"loy.ref_group.{g}"), return_dtype=pl.Utf8)
-        .alias(ctx.t("loy.col.group")),
+    frame.dataframe(st, pymap.columns(ref.comparison, {
+        "group": lambda g: ctx.t(f"loy.ref_group.{g}"), "repeat_rate": lambda v: fmt.percent(v, lang, 0),
+        "historical_clv": money.full,
+    }).select(
+        pl.col("group").alias(ctx.t("loy.col.group")),
         pl.col("customers").alias(ctx.t("loy.col.customers")),
-        pl.col("repeat_rate").map_elements(lambda v: fmt.percent(v, lang, 0), return_dtype=pl.Utf8)
-        .alias(ctx.t("loy.col.repeat")),
-        pl.col("historical_clv").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.clv")),
+        pl.col("repeat_rate").alias(ctx.t("loy.col.repeat")),
+        pl.col("historical_clv").alias(ctx.t("loy.col.clv")),
     ), hide_index=True, width="stretch")
 if ref.advocates.height:
     st.markdown(f"**{ctx.t('loy.advocates')}**")
-    frame.dataframe(st, ref.advocates.head(20).select(
+    frame.dataframe(st, pymap.columns(ref.advocates.head(20), {"referred_margin": money.full}).select(
         pl.col("referrer").alias(ctx.t("loy.col.referrer")), pl.col("referred").alias(ctx.t("loy.col.referred")),
-        pl.col("referred_margin").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("loy.col.ref_margin")),
+        pl.col("referred_margin").alias(ctx.t("loy.col.ref_margin")),
     ), hide_index=True, width="stretch")
     st.caption(ctx.t("loy.advocates_masked"))
 

@@ -78,5 +78,5 @@ with st.expander(ctx.t("ov.glossary")):
                 ctx.t("ov.metric"): [CATALOGUE[k].label(ctx.lang) for k in CATALOGUE],
                 ctx.t("ov.definition"): [CATALOGUE[k].definition(ctx.lang) for k in CATALOGUE],
             }
-        )
+        ).to_arrow()  # Arrow, not Polars' to_pandas (see frame.dataframe)
     )

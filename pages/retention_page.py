@@ -8,6 +8,7 @@ import polars as pl
 import streamlit as st
 
 from data.importer import to_excel_csv
+from metrics import pymap
 from metrics import retention as R
 from pages.ui import fmt, frame
 from pages.ui import retention_charts as rc
@@ -130,9 +131,8 @@ if view.flow.height:
     st.caption(ctx.t("ret.flow_note", w=f.inactivity_days))
     with st.expander(ctx.t("ret.flow_table")):
         frame.dataframe(st, 
-            view.flow.select(
-                pl.col("month").map_elements(lambda d: fmt.month(d, lang), return_dtype=pl.Utf8)
-                .alias(ctx.t("ret.flow.month")),
+            pymap.columns(view.flow, {"month": lambda d: fmt.month(d, lang)}).select(
+                pl.col("month").alias(ctx.t("ret.flow.month")),
                 pl.col("base_start").alias(ctx.t("ret.flow.base_start")),
                 pl.col("new").alias(ctx.t("ret.flow.new")),
                 pl.col("reactivated").alias(ctx.t("ret.flow.reactivated")),
@@ -208,9 +208,9 @@ if people.height:
                       later=ctx.t("ret.cell_later_suffix") if later else ""))
     if people.height >= 5000:
         st.caption(ctx.t("ret.cell_limit", n=fmt.number(people.height, lang)))
-    pretty = people.with_columns(
-        pl.col("acquisition_channel").map_elements(lambda c: label("channel", c, lang), return_dtype=pl.Utf8),
-        pl.col("revenue").map_elements(ctx.money.full, return_dtype=pl.Utf8),
+    pretty = pymap.columns(people, {
+        "acquisition_channel": lambda c: label("channel", c, lang), "revenue": ctx.money.full,
+    }).with_columns(
         pl.col("first_order").dt.strftime("%d/%m/%Y %H:%M"),
     ).rename({c: ctx.t(f"ret.col.{c}") for c in people.columns})
     frame.dataframe(st, pretty, hide_index=True, width="stretch", height=300)

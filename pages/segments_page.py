@@ -16,7 +16,7 @@ import streamlit as st
 from data.importer import to_excel_csv
 from metrics import clv_view as CV
 from metrics import personas as P
-from metrics import rfm
+from metrics import pymap, rfm
 from pages.ui import fmt, frame
 from pages.ui.charts import _layout
 from pages.ui.clv_charts import PALETTE
@@ -128,24 +128,28 @@ if top.height:
     st.markdown(ctx.t("seg.read.top", seg=seg_label(lead["segment"]), share=fmt.percent(lead["share"], lang, 0),
                       rev=fmt.percent(lead["revenue_share"], lang, 0),
                       n=fmt.number(scored.height, lang)))
+pretty = pymap.rows(
+    summary, ["nps", "nps_n"],
+    lambda s: "—" if s["nps"] is None else f"{fmt.number(s['nps'], lang, 0)} (n={fmt.number(s['nps_n'], lang)})",
+    "_nps").with_columns(pl.col("segment").alias("_action"))
+pretty = pymap.columns(pretty, {
+    "segment": seg_label, "share": lambda v: fmt.percent(v, lang, 1), "revenue_share": lambda v: fmt.percent(v, lang, 1),
+    "hist_clv": money.full, **({"pred_clv": money.full} if clv.ok else {}),
+    "_action": lambda c: rfm.SEGMENTS[c]["action_en" if en else "action_vi"]})
 cols = [
-    pl.col("segment").map_elements(seg_label, return_dtype=pl.Utf8).alias(ctx.t("seg.col.segment")),
+    pl.col("segment").alias(ctx.t("seg.col.segment")),
     pl.col("customers").alias(ctx.t("seg.col.customers")),
-    pl.col("share").map_elements(lambda v: fmt.percent(v, lang, 1), return_dtype=pl.Utf8).alias(ctx.t("seg.col.share")),
-    pl.col("revenue_share").map_elements(lambda v: fmt.percent(v, lang, 1), return_dtype=pl.Utf8)
-    .alias(ctx.t("seg.col.revenue_share")),
-    pl.col("hist_clv").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("seg.col.hist_clv")),
+    pl.col("share").alias(ctx.t("seg.col.share")),
+    pl.col("revenue_share").alias(ctx.t("seg.col.revenue_share")),
+    pl.col("hist_clv").alias(ctx.t("seg.col.hist_clv")),
 ]
 if clv.ok:
-    cols.append(pl.col("pred_clv").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t("seg.col.pred_clv")))
+    cols.append(pl.col("pred_clv").alias(ctx.t("seg.col.pred_clv")))
 cols += [
-    pl.struct("nps", "nps_n").map_elements(
-        lambda s: "—" if s["nps"] is None else f"{fmt.number(s['nps'], lang, 0)} (n={fmt.number(s['nps_n'], lang)})",
-        return_dtype=pl.Utf8).alias(ctx.t("seg.col.nps")),
-    pl.col("segment").map_elements(lambda c: rfm.SEGMENTS[c]["action_en" if en else "action_vi"],
-                                   return_dtype=pl.Utf8).alias(ctx.t("seg.col.action")),
+    pl.col("_nps").alias(ctx.t("seg.col.nps")),
+    pl.col("_action").alias(ctx.t("seg.col.action")),
 ]
-frame.dataframe(st, summary.select(cols), hide_index=True, width="stretch")
+frame.dataframe(st, pretty.select(cols), hide_index=True, width="stretch")
 
 grid = rfm.grid_summary(scored)
 z = [[0] * 5 for _ in range(5)]

@@ -11,7 +11,7 @@ import streamlit as st
 from data.importer import to_excel_csv
 from metrics import clv_view as CV
 from metrics import personas as P
-from metrics import rfm
+from metrics import pymap, rfm
 from metrics import surveys as S
 from pages.ui import fmt, frame
 from pages.ui.charts import _layout
@@ -134,13 +134,16 @@ def group_label(g: str) -> str:
 wide = br.table.pivot(on="metric", index="group", values=["n", "value", "low", "high"]) if br.table.height else None
 if wide is not None and wide.height:
     wide = wide.sort("n_nps", descending=True)
-    show = wide.select(
-        pl.col("group").map_elements(group_label, return_dtype=pl.Utf8).alias(ctx.t("sv.col.group")),
-        *[pl.struct(f"value_{m}", f"low_{m}", f"high_{m}", f"n_{m}").map_elements(
+    show = pymap.columns(wide, {"group": group_label})
+    for m in S.METRICS:
+        show = pymap.rows(
+            show, [f"value_{m}", f"low_{m}", f"high_{m}", f"n_{m}"],
             lambda s, m=m: "—" if not s[f"n_{m}"] else
             f"{score_text(m, s[f'value_{m}'], 0 if m == 'nps' else 1)} "
             f"({interval_text(m, s[f'low_{m}'], s[f'high_{m}'])}; n={fmt.number(s[f'n_{m}'], lang)})",
-            return_dtype=pl.Utf8).alias(MET[m]) for m in S.METRICS])
+            f"_{m}")
+    show = show.select(pl.col("group").alias(ctx.t("sv.col.group")),
+                       *[pl.col(f"_{m}").alias(MET[m]) for m in S.METRICS])
     b1, b2 = st.columns([2, 3])
     nn = wide.filter(pl.col("n_nps") > 0)
     if nn.height:
@@ -219,17 +222,17 @@ det = frame.survey_detractors(path, version, f, as_of)
 if det.table.height:
     st.markdown(ctx.t("sv.read.detractors", n=fmt.number(det.total or det.table.height, lang),
                       basis=ctx.t(f"sv.basis.{det.table['basis'][0]}")))
-    frame.dataframe(st, det.table.head(50).select(
+    frame.dataframe(st, pymap.columns(det.table.head(50).with_columns(pl.col("responded_at").dt.date()), {
+        "value": money.full, "responded_at": lambda d: fmt.day(d, lang),
+        "touchpoint": lambda v: label("touchpoint", v, lang), "last_order": lambda d: fmt.day(d, lang),
+    }).select(
         pl.col("customer").alias(ctx.t("sv.col.customer")),
-        pl.col("value").map_elements(money.full, return_dtype=pl.Utf8).alias(ctx.t(f"sv.col.{det.table['basis'][0]}")),
+        pl.col("value").alias(ctx.t(f"sv.col.{det.table['basis'][0]}")),
         pl.col("last_score").alias(ctx.t("sv.col.score")),
-        pl.col("responded_at").dt.date().map_elements(lambda d: fmt.day(d, lang), return_dtype=pl.Utf8)
-        .alias(ctx.t("sv.col.answered")),
-        pl.col("touchpoint").map_elements(lambda v: label("touchpoint", v, lang), return_dtype=pl.Utf8)
-        .alias(ctx.t("sv.by.touchpoint")),
+        pl.col("responded_at").alias(ctx.t("sv.col.answered")),
+        pl.col("touchpoint").alias(ctx.t("sv.by.touchpoint")),
         pl.col("comment").alias(ctx.t("sv.col.comment")),
-        pl.col("last_order").map_elements(lambda d: fmt.day(d, lang), return_dtype=pl.Utf8)
-        .alias(ctx.t("sv.col.last_order")),
+        pl.col("last_order").alias(ctx.t("sv.col.last_order")),
     ), hide_index=True, width="stretch")
     st.download_button(ctx.t("sv.detractors_csv"), lambda: to_excel_csv(frame.export(ctx, "detractors", lambda: S.detractors_export(det.table))),
                        file_name=f"detractors_{f.start.isoformat()}_{f.end.isoformat()}.csv", mime="text/csv",
@@ -301,12 +304,12 @@ frame.keep_page_params({"v_q": query}, {"v_q": ""})
 found = frame.survey_search(path, version, f, query.strip(), fold)
 st.caption(ctx.t("sv.found", n=fmt.number(found.matches, lang)))
 if found.table.height:
-    frame.dataframe(st, found.table.select(
-        pl.col("responded_at").dt.date().map_elements(lambda d: fmt.day(d, lang), return_dtype=pl.Utf8)
-        .alias(ctx.t("sv.col.answered")),
+    frame.dataframe(st, pymap.columns(found.table.with_columns(pl.col("responded_at").dt.date()), {
+        "responded_at": lambda d: fmt.day(d, lang), "touchpoint": lambda v: label("touchpoint", v, lang),
+    }).select(
+        pl.col("responded_at").alias(ctx.t("sv.col.answered")),
         pl.col("customer").fill_null(ctx.t("sv.anonymous")).alias(ctx.t("sv.col.customer")),
         pl.col("nps").alias("NPS"),
-        pl.col("touchpoint").map_elements(lambda v: label("touchpoint", v, lang), return_dtype=pl.Utf8)
-        .alias(ctx.t("sv.by.touchpoint")),
+        pl.col("touchpoint").alias(ctx.t("sv.by.touchpoint")),
         pl.col("comment").alias(ctx.t("sv.col.comment")),
     ), hide_index=True, width="stretch")

@@ -539,9 +539,11 @@ def dataframe(where, data, **kwargs):
     """``where.dataframe(data, ...)`` with a Polars frame handed over as an Arrow table.
 
     Streamlit turns a Polars frame into pandas with ``DataFrame.to_pandas()``, and that
-    call can deadlock the whole server against a ``map_elements`` running in another
+    call could deadlock the whole server against a ``map_elements`` running in another
     session at the same moment (both wait on Polars' thread pool while one holds the
-    GIL; reproduced with Polars 2.1.0 under the load benchmark). An Arrow table is
+    GIL; reproduced with Polars 2.1.0 under the load benchmark). The app no longer calls
+    ``map_elements`` (Python functions over values run on the caller's thread, see
+    metrics/pymap.py), and tables still go to Streamlit as Arrow: an Arrow table is
     serialised directly, without pandas and without Polars' pool."""
     if isinstance(data, pl.DataFrame):
         data = data.to_arrow()
