@@ -5,6 +5,7 @@
     python3 tasks.py bench --customers 20000       # one size
     python3 tasks.py bench --paint                 # also the app's first paint (browser)
     python3 tests/benchmark.py --customers 1000000 --workdir /tmp/cmbench --reuse --clv   # CLV (issue 5)
+    python3 tests/benchmark.py --load --customers 20000 --workdir /tmp/cmload   # load test only
 
 Each measurement runs in a fresh child process, so "cold" means a newly opened
 database with nothing cached, and peak memory is that process's own maximum RSS.
@@ -44,6 +45,24 @@ grid cold and warm, and the personas (features, fit, description, projection); t
 the Surveys page's computation (without the CLV models) cold and warm.
 With ``--paint``: the app's first paint at the default demo size in headless Chromium
 (time to the title, to all KPI cards, to the script finishing), first and warm loads.
+With ``--load`` (and nothing else: it runs alone, at one size, ``--customers``, default
+20,000): the app under many people at once. A demo database (load_<n>.duckdb, kept with
+``--reuse``; each run works on a copy, since the run imports into it) is served by
+``python app.py`` (CM_AUTH=off) and browsed from one headless Chromium by
+``--load-sessions`` (20) browser contexts, each loading the Overview, Retention, Segments
+and Surveys pages in turn for ``--load-seconds`` (60) and until the import below is
+done; a load counts when the page's content is there and the script has finished, and
+fails on a timeout (180 s), an exception or error box, or "Connection error". Meanwhile
+one more context, after a quarter of the duration, loads the Overview, then imports
+through the Data page (as tests/test_browser.py does) 500 completed orders of 500 new
+customers in the data's last 30 days, then loads the Overview again. Reported: page
+loads and errors, p50/p95/max seconds per page, the import's times, the customer cards
+(active and new customers) before and after the import and every value seen on an
+Overview load, which must be one of the two (and the new one on any load begun after
+the import was reported loaded), the same cards computed from the database before and
+after, and the server's peak RSS (VmHWM). The server's health check is polled: if it
+stops answering for 30 s the server is hung, its threads' Python stacks are dumped
+(faulthandler, SIGUSR1) into load_<n>.run.server.log and the run stops and says so.
 """
 
 from __future__ import annotations
@@ -52,6 +71,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -528,11 +548,418 @@ def child_surveys(db: str, customers: int) -> dict:
     return {"cold_s": cold, "warm_s": warm, "responses": responses, "peak_rss_mb": _rss_mb()}
 
 
+# -- the load benchmark (--load): many browser sessions at once, one import among them
+LOAD_PAGES = (  # (name, path, what shows that the page has drawn its content)
+    ("overview", "/?lang=en", "[data-testid='stMetric'] >> nth=14"),
+    ("retention", "/retention?lang=en", "text=Cohort table"),
+    ("segments", "/segments?lang=en", "text=k-means picked"),
+    ("surveys", "/surveys?lang=en", "text=Distinctive words by"),
+)
+LOAD_READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
+LOAD_CARDS = ("Active customers", "New customers")  # the Overview's customer-count cards
+LOAD_IMPORT_ROWS = 500
+# What the page shows when something failed: Streamlit's exception box, an error alert,
+# or the client's "Connection error" dialog.
+LOAD_PROBLEMS_JS = """() => {
+  const out = [];
+  for (const e of document.querySelectorAll("[data-testid='stException']"))
+    out.push("exception: " + e.innerText.trim().split("\\n").slice(0, 3).join(" | "));
+  for (const e of document.querySelectorAll("[data-testid='stAlertContentError']"))
+    out.push("error: " + e.innerText.trim().split("\\n")[0]);
+  if (document.body && document.body.innerText.includes("Connection error"))
+    out.push("connection error dialog");
+  return out;
+}"""
+LOAD_CARDS_JS = """() => {
+  const out = {};
+  for (const c of document.querySelectorAll("[data-testid='stMetric']")) {
+    const l = c.querySelector("[data-testid='stMetricLabel']"), v = c.querySelector("[data-testid='stMetricValue']");
+    if (l && v) out[l.innerText.trim().split(" · ")[0]] = v.innerText.trim();
+  }
+  return out;
+}"""
+
+
+def child_load_expected(db: str, customers: int) -> dict:
+    """The data's last order date and the customer cards the Overview should show
+    (default view, English), read from ``db`` while no server holds it."""
+    from data.store import Store
+    from metrics import kpis
+    from metrics.catalogue import CATALOGUE
+    from metrics.filters import ViewState, comparison_period
+    from pages.ui import fmt
+
+    view = ViewState(lang="en")
+    store = Store(db, read_only=True)
+    try:
+        first, last = kpis.data_bounds(store)
+        f = view.filters(as_of=last, first=first)
+        t = kpis.period_kpis(store, f, comparison=comparison_period(f.start, f.end, view.comparison))
+        customers_n = int(store.scalar("SELECT count(DISTINCT customer_id) FROM orders"))
+    finally:
+        store.close()
+    money = fmt.Money(lang=view.lang, currency=view.currency, fx=view.fx)
+    rows = {r["kpi"]: r for r in t.to_dicts()}
+    cards = {CATALOGUE[k].label("en"): fmt.kpi_value(CATALOGUE[k].unit, rows[k]["value"], "en", money)
+             for k in ("active_customers", "new_customers")}
+    return {"first": str(first), "last": str(last), "cards": cards, "customers_with_orders": customers_n}
+
+
+def _load_csv(last: str, rows: int) -> bytes:
+    """``rows`` completed orders of ``rows`` new customers (LT00001...), in the data's last
+    30 days: a Vietnamese export like the browser test's (day-first dates, VND amounts)."""
+    from datetime import date, timedelta
+
+    end = date.fromisoformat(last)
+    lines = ["Mã đơn hàng;Mã khách hàng;Ngày đặt hàng;Thành tiền;Trạng thái"]
+    for i in range(1, rows + 1):
+        day = end - timedelta(days=i % 30)
+        amount = f"{150_000 + 1_000 * (i % 700):,}".replace(",", ".")
+        lines.append(f"LT-{i:05d};LT{i:05d};{day:%d/%m/%Y};{amount} ₫;Hoàn thành")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _vm_kb(pid: int, field: str) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _hang_stacks(log: Path) -> list[str]:
+    """From faulthandler's dump in the server's log: per thread that runs our code or a
+    library call, the innermost frame and the innermost frame of the project's code."""
+    out, frames = [], None
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    for line in lines + ["Thread end"]:
+        if line.startswith(("Thread 0x", "Current thread 0x")):
+            if frames:
+                own = next((f for f in frames if f.startswith(str(ROOT)) and "/.venv/" not in f), None)
+                if own:
+                    out.append(f"{frames[0].replace(str(ROOT) + '/', '')}  <-  {own.replace(str(ROOT) + '/', '')}")
+            frames = []
+        elif frames is not None and line.strip().startswith("File "):
+            frames.append(line.strip()[5:].replace('"', ""))
+    return out
+
+
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return None
+    s = sorted(values)
+    return s[max(0, min(len(s) - 1, -(-len(s) * q // 100) - 1))]
+
+
+def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: float = 180.0) -> dict:
+    """Start the app on ``db`` (CM_AUTH=off) and drive it from one headless Chromium with
+    ``sessions`` browser contexts, each loading the Overview, Retention, Segments and
+    Surveys pages in turn for ``seconds``; meanwhile one more context imports an orders
+    CSV of new customers through the Data page. Every Overview load's customer cards must
+    show the value before the import or the value after it."""
+    import asyncio
+    import socket
+    import urllib.request
+
+    from playwright.async_api import Error as PWError
+    from playwright.async_api import async_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CM_DB_PATH": str(db), "CM_AUTH": "off"}
+    log = open(db.with_suffix(".server.log"), "wb")
+    # `python app.py ...` as the browser tests start it, with faulthandler listening for
+    # SIGUSR1 so that a hung server can dump every thread's Python stack into the log.
+    # No file watcher: a source edit during the run would otherwise put a "Source file
+    # changed" prompt into every session's status widget.
+    start_app = ("import faulthandler, runpy, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+                 "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", start_app, "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    t_start = time.perf_counter()
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None or time.perf_counter() - t_start > 60:
+                proc.kill()
+                raise RuntimeError(f"the app did not start; see {log.name}")
+            time.sleep(0.2)
+    server_up = time.perf_counter() - t_start
+    rss_start = _vm_kb(proc.pid, "VmRSS")
+    csv = _load_csv(last, LOAD_IMPORT_ROWS)
+    loads: list[dict] = []
+    imp: dict = {}
+    where: dict = {}  # session -> (what it is waiting for, since): the progress lines
+    hung: dict = {}  # set when the server stops answering its health check
+    import_done = asyncio.Event()
+
+    def at(session, what: str) -> None:
+        where[session] = (what, time.perf_counter())
+
+    async def evaluate(page, js: str):
+        # A page's script can be busy for long under load: never wait for it forever.
+        return await asyncio.wait_for(page.evaluate(js), timeout=60)
+
+    async def load(page, session, name: str, path: str, ready: str, t0: float) -> dict:
+        rec: dict = {"session": session, "page": name, "start_s": time.perf_counter() - t0}
+        start = time.perf_counter()
+        until = start + timeout_s
+
+        def ms() -> float:
+            return max(1.0, (until - time.perf_counter()) * 1000)
+
+        try:
+            at(session, f"{name}: goto")
+            await page.goto(base + path, timeout=ms())
+            at(session, f"{name}: content")
+            content = page.locator(ready).or_(page.locator("[data-testid='stException']"))
+            await content.first.wait_for(timeout=ms())
+            rec["content_s"] = time.perf_counter() - start
+            at(session, f"{name}: script end")
+            await page.wait_for_selector(LOAD_READY, timeout=ms())
+            rec["script_done_s"] = time.perf_counter() - start
+            at(session, f"{name}: status widget")
+            await page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=ms())
+            rec["seconds"] = time.perf_counter() - start
+            if await page.locator(ready).count() == 0:
+                rec.setdefault("problems", []).append("content missing")
+        except PWError as e:
+            rec["seconds"] = None
+            rec.setdefault("problems", []).append(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        rec["end_s"] = time.perf_counter() - t0
+        try:
+            at(session, f"{name}: reading")
+            rec.setdefault("problems", []).extend(await evaluate(page, LOAD_PROBLEMS_JS))
+            if name == "overview" and rec["seconds"] is not None:
+                cards = await evaluate(page, LOAD_CARDS_JS)
+                rec["cards"] = {k: cards.get(k) for k in LOAD_CARDS}
+        except (PWError, asyncio.TimeoutError) as e:
+            rec["problems"].append(f"reading the page: {type(e).__name__} {str(e).splitlines()[0][:200] if str(e) else ''}")
+        if not rec["problems"]:
+            del rec["problems"]
+        return rec
+
+    async def browse(browser, session: int, t0: float, deadline: float) -> None:
+        await asyncio.sleep(0.2 * session)  # a short ramp-up
+        context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = await context.new_page()
+        i = session  # sessions start on different pages, then take them in turn
+        # Until the duration is over and the import (with its fresh load after) is done:
+        # some Overview loads then always overlap and follow the import.
+        while time.perf_counter() < deadline or not import_done.is_set():
+            name, path, ready = LOAD_PAGES[i % len(LOAD_PAGES)]
+            i += 1
+            loads.append(await load(page, session, name, path, ready, t0))
+        at(session, "closing")
+        await asyncio.wait_for(context.close(), timeout=60)
+        where.pop(session, None)
+
+    async def importer(browser, t0: float, start_after: float) -> None:
+        try:
+            await asyncio.sleep(start_after)
+            await import_through_ui(browser, t0)
+        finally:
+            import_done.set()  # whatever happened, the browsing sessions may stop
+
+    async def import_through_ui(browser, t0: float) -> None:
+        """A person's path through the Data page (as the browser test's upload test):
+        a fresh Overview first, then upload, check, load; a fresh Overview after."""
+        context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = await context.new_page()
+        async def probe(label: str) -> None:
+            # Under heavy load one Overview load can time out: up to three tries.
+            for attempt in range(3):
+                rec = await load(page, "import", *LOAD_PAGES[0], t0)
+                imp.setdefault(f"{label}_tries", []).append(rec)
+                if rec.get("cards") and not rec.get("problems"):
+                    imp[label] = rec
+                    return
+
+        try:
+            await probe("before")
+            started = time.perf_counter()
+            imp["started_s"] = started - t0
+            ready = await load(page, "import", "data", "/data?lang=en", "text=Check the file", t0)
+            imp["data_page_s"] = ready["seconds"]
+            at("import", "data: upload")
+            await page.locator("input[type='file']").set_input_files(
+                files=[{"name": "load_orders.csv", "mimeType": "text/csv", "buffer": csv}], timeout=timeout_s * 1000)
+            t = time.perf_counter()
+            at("import", "data: check")
+            # The form's button stays disabled until the upload has reached the server.
+            await page.get_by_role("button", name="Check the file").click(timeout=timeout_s * 1000)
+            await page.wait_for_selector(f"text=load_orders.csv: {LOAD_IMPORT_ROWS} rows read, 0 rejected.",
+                                         timeout=timeout_s * 1000)
+            imp["check_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            at("import", "data: load")
+            await page.get_by_role("button", name=f"Load {LOAD_IMPORT_ROWS} rows").click(timeout=timeout_s * 1000)
+            await page.wait_for_selector(f"text=Loaded {LOAD_IMPORT_ROWS} rows into Orders", timeout=timeout_s * 1000)
+            done = time.perf_counter()
+            imp["load_s"] = done - t
+            imp["import_s"] = done - started
+            imp["committed_s"] = done - t0
+            await page.wait_for_selector(LOAD_READY, timeout=timeout_s * 1000)
+            await probe("after")
+        except PWError as e:
+            imp["error"] = f"{where.get('import', ('?',))[0]}: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+            shot = db.with_suffix(".import-failure.png")
+            try:  # what the page showed: its problems, its text, a screenshot
+                imp["page_problems"] = await evaluate(page, LOAD_PROBLEMS_JS)
+                text = await asyncio.wait_for(page.locator("[data-testid='stMain']").inner_text(timeout=30_000), 60)
+                imp["page_text"] = text[-1500:]
+                await asyncio.wait_for(page.screenshot(path=str(shot), full_page=True, timeout=30_000), 60)
+                imp["screenshot"] = str(shot)
+            except (PWError, asyncio.TimeoutError):
+                pass
+        await asyncio.wait_for(context.close(), timeout=60)
+        where.pop("import", None)
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(base + "/_stcore/health", timeout=10) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    async def watchdog(t0: float, work: asyncio.Future) -> None:
+        """Every 30 s, a line on stderr: loads done, and what the slowest sessions wait for.
+        Every 5 s, the server's health check: a busy server still answers it (its event
+        loop gets the GIL every few milliseconds). Without an answer for 30 s while the
+        server used under 1 s of CPU in the last 15 s, it is hung (deadlocked, not busy):
+        dump its threads' stacks into its log and stop the browsing."""
+        last_ok, last_line = time.perf_counter(), time.perf_counter()
+        cpu: list[tuple[float, float]] = []
+        while True:
+            await asyncio.sleep(5)
+            now = time.perf_counter()
+            cpu = [(t, c) for t, c in cpu if now - t <= 16] + [(now, _cpu_s(proc.pid) or 0.0)]
+            idle = now - cpu[0][0] >= 14 and cpu[-1][1] - cpu[0][1] < 1.0
+            if await asyncio.to_thread(healthy):
+                last_ok = time.perf_counter()
+            elif now - last_ok > 30 and idle:
+                hung.update(at_s=last_ok - t0, busy={str(k): w for k, (w, _) in where.items()},
+                            cpu_last_15_s=cpu[-1][1] - cpu[0][1])
+                proc.send_signal(signal.SIGUSR1)
+                print(f"  [{now - t0:4.0f} s] the server has not answered /_stcore/health since {last_ok - t0:.0f} s "
+                      f"and used {hung['cpu_last_15_s']:.1f} s of CPU in 15 s: hung; its threads' stacks are in "
+                      f"{log.name}", file=sys.stderr, flush=True)
+                work.cancel()
+                return
+            if now - last_line >= 30:
+                last_line = now
+                slow = sorted(where.items(), key=lambda kv: kv[1][1])[:3]
+                print(f"  [{now - t0:4.0f} s] {len(loads)} loads done, {len(where)} sessions busy; longest waits: "
+                      + ", ".join(f"{k} {w} {now - t:.0f} s" for k, (w, t) in slow), file=sys.stderr, flush=True)
+
+    async def drive() -> float:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+                      "--no-first-run", "--disable-component-update", "--disable-sync"])
+            t0 = time.perf_counter()
+            import_done.clear()
+            work = asyncio.gather(importer(browser, t0, seconds / 4),
+                                  *(browse(browser, k, t0, t0 + seconds) for k in range(sessions)))
+            watch = asyncio.create_task(watchdog(t0, work))
+            try:
+                await work
+            except asyncio.CancelledError:
+                if "import_s" not in imp:
+                    imp.setdefault("error", f"not finished: the server hung (at {where.get('import', ('start',))[0]})")
+                # The loads in flight when the server hung: count them, as failed.
+                for k, (w, since) in list(where.items()):
+                    if k != "import" and w != "closing":
+                        loads.append({"session": k, "page": w.split(":")[0], "start_s": since - t0,
+                                      "seconds": None, "problems": ["in flight when the server hung"]})
+            wall = time.perf_counter() - t0
+            watch.cancel()
+            await browser.close()
+            return wall
+
+    try:
+        wall = asyncio.run(drive())
+        peak = _vm_kb(proc.pid, "VmHWM")
+        alive = proc.poll() is None
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    if hung:
+        time.sleep(0.5)
+        hung["stacks"] = _hang_stacks(Path(log.name))
+
+    # -- the summary ------------------------------------------------------------------
+    pages = {}
+    for name, _, _ in LOAD_PAGES:
+        ok = [r["seconds"] for r in loads if r["page"] == name and r["seconds"] is not None]
+        pages[name] = {"loads": sum(r["page"] == name for r in loads), "ok": len(ok), "p50_s": _pct(ok, 50),
+                       "p95_s": _pct(ok, 95), "max_s": max(ok) if ok else None}
+    bad = [r for r in loads if r.get("problems")]
+    kinds: dict[str, int] = {}
+    for r in bad:
+        for msg in r["problems"]:
+            key = f"{r['page']}: {msg}"
+            kinds[key] = kinds.get(key, 0) + 1
+    before = (imp.get("before") or {}).get("cards")
+    after = (imp.get("after") or {}).get("cards")
+    overview = [r for r in loads if "cards" in r]
+    seen = {k: sorted({r["cards"][k] for r in overview if r["cards"].get(k)}) for k in LOAD_CARDS}
+    allowed = {k: {before[k], after[k]} for k in LOAD_CARDS} if before and after else None
+    odd = [r for r in overview if allowed and any(r["cards"][k] not in allowed[k] for k in LOAD_CARDS)]
+    # A load that began after the success message was seen must show the new value.
+    stale = [r for r in overview if after and "committed_s" in imp and r["start_s"] > imp["committed_s"]
+             and r["cards"] != after]
+    return {
+        "sessions": sessions, "duration_s": seconds, "wall_s": wall, "server_start_s": server_up,
+        "server_alive_at_end": alive,
+        "page_loads": len(loads), "page_loads_ok": sum(r["seconds"] is not None for r in loads),
+        "errors": len(bad), "error_kinds": kinds, "pages": pages,
+        "import": {k: v for k, v in imp.items() if k not in ("before", "after")}, "import_rows": LOAD_IMPORT_ROWS,
+        "import_seconds": imp.get("import_s"),
+        "values_before": before, "values_after": after, "values_seen": seen,
+        "overview_loads_read": len(overview), "inconsistent_loads": odd[:20], "stale_after_commit": len(stale),
+        "values_changed": bool(before and after) and before != after,
+        # None: not checked (no fresh load before or after the import, e.g. the server hung).
+        "consistent": (not odd and not stale) if allowed else None,
+        "server_rss_start_mb": rss_start / 1024 if rss_start else None,
+        "server_peak_rss_mb": peak / 1024 if peak else None,
+        "server_log": log.name,
+        "server_hung": hung or None,
+        "load_log": sorted(loads, key=lambda r: r["start_s"]),
+    }
+
+
 CHILDREN = {"generate": child_generate, "retention": child_retention, "overview": child_overview, "paint": child_paint,
             "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import,
             "clv": child_clv, "clv_summary": child_clv_summary, "clv_orders_db": child_clv_orders_db,
             "loyalty": child_loyalty, "segments": child_segments,
-            "surveys": child_surveys}
+            "surveys": child_surveys, "load_expected": child_load_expected}
 
 
 def run_child(name: str, db: Path, customers: int) -> dict:
@@ -547,7 +974,8 @@ def run_child(name: str, db: Path, customers: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--customers", type=int, nargs="+", default=None,
+                    help="sizes (default 100000 1000000; with --load, the load test's one size, default 20000)")
     ap.add_argument("--paint", action="store_true", help="also measure the app's first paint (needs chromium)")
     ap.add_argument("--paint-customers", type=int, default=20_000, help="demo size for --paint (the default size)")
     ap.add_argument("--import-rows", type=int, default=0,
@@ -562,12 +990,21 @@ def main() -> int:
                     help="also the Loyalty page's computation (issue 6) on the largest size, cold and warm")
     ap.add_argument("--segments", action="store_true",
                     help="also the Segments page's computation (issue 7: RFM, segments, personas) on the largest size")
+    ap.add_argument("--load", action="store_true",
+                    help="only the load test: N browser sessions on the running app while one imports (needs chromium)")
+    ap.add_argument("--load-sessions", type=int, default=20, help="browser sessions for --load")
+    ap.add_argument("--load-seconds", type=float, default=60.0,
+                    help="how long each --load session keeps starting page loads")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write the databases (default: a temp dir)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the databases already in --workdir instead of generating them again")
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.load and (args.paint or args.import_rows or args.clv or args.loyalty or args.segments):
+        ap.error("--load runs alone: give the other benchmarks in a separate run")
+    if args.customers is None:
+        args.customers = [20_000] if args.load else [100_000, 1_000_000]
 
     if args.child:
         print(json.dumps(CHILDREN[args.child](args.db, args.customers[0])))
@@ -576,6 +1013,10 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cm-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "sizes": {}}
+    if args.load:
+        results["load"] = load_benchmark(workdir, args.customers[0], args.load_sessions, args.load_seconds,
+                                         args.reuse)
+        return write_results(results)
     for n in args.customers:
         db = workdir / f"bench_{n}.duckdb"
         if args.reuse and db.exists():
@@ -704,12 +1145,69 @@ def main() -> int:
             m = paint[label]
             print(f"{label:10s} title {m['title_s']:5.2f} s   KPI cards {m['kpis_s']:5.2f} s   "
                   f"chart {m['chart_s']:5.2f} s   done {m['done_s']:5.2f} s")
+    return write_results(results)
+
+
+def write_results(results: dict) -> int:
     out_dir = ROOT / "bench_results"
     out_dir.mkdir(exist_ok=True)
     out = out_dir / time.strftime("bench-%Y%m%d-%H%M%S.json")
     out.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nwritten {out.relative_to(ROOT)}")
     return 0
+
+
+def load_benchmark(workdir: Path, n: int, sessions: int, seconds: float, reuse: bool) -> dict:
+    """--load: a demo database of ``n`` customers (kept as load_<n>.duckdb, reused with
+    --reuse), copied for each run since the run's import changes it; the expected cards
+    read before and after; the browsers' figures; a summary printed."""
+    import shutil
+
+    base = workdir / f"load_{n}.duckdb"
+    if not (reuse and base.exists()):
+        for p in (base, Path(str(base) + ".wal")):
+            p.unlink(missing_ok=True)
+        run_child("generate", base, n)
+    db = workdir / f"load_{n}.run.duckdb"
+    for p in (db, Path(str(db) + ".wal")):
+        p.unlink(missing_ok=True)
+    shutil.copyfile(base, db)
+    expected_before = run_child("load_expected", db, n)
+    print(f"\n== load: {sessions} browser sessions for {seconds:.0f} s on {n:,} customers, "
+          f"one importing {LOAD_IMPORT_ROWS} orders of new customers ...", flush=True)
+    res = run_load(db, sessions=sessions, seconds=seconds, last=expected_before["last"])
+    expected_after = run_child("load_expected", db, n)
+    res.update(customers=n, expected_before=expected_before["cards"], expected_after=expected_after["cards"])
+    # The first and last fresh loads should show what the metrics compute.
+    res["before_matches_db"] = res["values_before"] == expected_before["cards"]
+    res["after_matches_db"] = res["values_after"] == expected_after["cards"]
+    for name, p in res["pages"].items():
+        figs = "   ".join(f"{k} {p[k]:5.1f} s" if p[k] is not None else f"{k}   n/a" for k in ("p50_s", "p95_s", "max_s"))
+        print(f"{name:10s} {p['ok']:3d}/{p['loads']:3d} loads   {figs}")
+    imp = res["import"]
+    print(f"import of {LOAD_IMPORT_ROWS} orders: " + (
+        f"{imp['import_s']:.1f} s (check {imp['check_s']:.1f} s, load {imp['load_s']:.1f} s), committed at "
+        f"{imp['committed_s']:.0f} s" if "import_s" in imp else f"FAILED ({imp.get('error')})"))
+    for k, v in res["error_kinds"].items():
+        print(f"  problem x{v}: {k}")
+    if res["server_hung"]:
+        h = res["server_hung"]
+        print(f"SERVER HUNG: no answer to /_stcore/health after {h['at_s']:.0f} s; the browsing was stopped. "
+              f"Sessions were waiting for: {sorted(set(h['busy'].values()))}")
+        for line in h["stacks"]:
+            print(f"  thread: {line}")
+        print(f"  (all stacks in {res['server_log']})")
+    rss = res["server_peak_rss_mb"]
+    print(f"load: {res['page_loads']} page loads ({res['page_loads_ok']} completed), {res['errors']} with errors; "
+          f"customer cards before {res['values_before']} after {res['values_after']}, seen {res['values_seen']}; "
+          + ("consistency NOT CHECKED (no value before or after the import)" if res["consistent"] is None else
+             f"{'consistent' if res['consistent'] else 'INCONSISTENT'}"
+             f"{'' if res['values_changed'] else ' (the import did not change them)'}, "
+             f"{res['stale_after_commit']} stale after the import; screen = metrics before "
+             f"{'yes' if res['before_matches_db'] else 'NO'}, after {'yes' if res['after_matches_db'] else 'NO'}")
+          + "; "
+          f"server peak RSS {f'{rss:.0f} MB' if rss else 'n/a'}")
+    return res
 
 
 if __name__ == "__main__":
