@@ -655,6 +655,20 @@ def _cpu_s(pid: int) -> float | None:
         return None
 
 
+def _browser_cpu_s() -> float:
+    """CPU seconds used so far by the running Chromium processes and Playwright's Node
+    driver (all of them: the load test's are the only ones while it runs)."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip().startswith(("chrom", "node")):
+                    total += _cpu_s(int(d.name)) or 0.0
+            except OSError:
+                continue
+    return total
+
+
 def _pct(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100)."""
     if not values:
@@ -713,6 +727,7 @@ def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: f
     where: dict = {}  # session -> (what it is waiting for, since): the progress lines
     hung: dict = {}  # set when the server stops answering its health check
     import_done = asyncio.Event()
+    cpu_use: dict = {}  # CPU seconds of the server and of the browser's processes during the run
 
     def at(session, what: str) -> None:
         where[session] = (what, time.perf_counter())
@@ -880,6 +895,8 @@ def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: f
                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
                       "--no-first-run", "--disable-component-update", "--disable-sync"])
             t0 = time.perf_counter()
+            cpu_use.update(server_start_s=_cpu_s(proc.pid) or 0.0, browser_start_s=_browser_cpu_s(),
+                           bench_start_s=time.process_time())
             import_done.clear()
             work = asyncio.gather(importer(browser, t0, seconds / 4),
                                   *(browse(browser, k, t0, t0 + seconds) for k in range(sessions)))
@@ -895,6 +912,9 @@ def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: f
                         loads.append({"session": k, "page": w.split(":")[0], "start_s": since - t0,
                                       "seconds": None, "problems": ["in flight when the server hung"]})
             wall = time.perf_counter() - t0
+            cpu_use["server_s"] = (_cpu_s(proc.pid) or 0.0) - cpu_use["server_start_s"]
+            cpu_use["browser_s"] = _browser_cpu_s() - cpu_use["browser_start_s"]
+            cpu_use["bench_s"] = time.process_time() - cpu_use["bench_start_s"]
             watch.cancel()
             await browser.close()
             return wall
@@ -949,6 +969,10 @@ def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: f
         "consistent": (not odd and not stale) if allowed else None,
         "server_rss_start_mb": rss_start / 1024 if rss_start else None,
         "server_peak_rss_mb": peak / 1024 if peak else None,
+        # Where the two cores went: the app server against the headless browser that
+        # draws every session's pages on the same machine.
+        "server_cpu_s": cpu_use.get("server_s"), "browser_cpu_s": cpu_use.get("browser_s"),
+        "bench_cpu_s": cpu_use.get("bench_s"),
         "server_log": log.name,
         "server_hung": hung or None,
         "load_log": sorted(loads, key=lambda r: r["start_s"]),
@@ -1207,6 +1231,10 @@ def load_benchmark(workdir: Path, n: int, sessions: int, seconds: float, reuse: 
              f"{'yes' if res['before_matches_db'] else 'NO'}, after {'yes' if res['after_matches_db'] else 'NO'}")
           + "; "
           f"server peak RSS {f'{rss:.0f} MB' if rss else 'n/a'}")
+    if res.get("server_cpu_s") is not None:
+        print(f"CPU over the {res['wall_s']:.0f} s run: app server {res['server_cpu_s']:.0f} s, "
+              f"headless browser and its driver {res['browser_cpu_s']:.0f} s, this script {res['bench_cpu_s']:.0f} s "
+              f"(the machine has {os.cpu_count()} cores)")
     return res
 
 
