@@ -276,7 +276,7 @@ def acquisition_costs(store: Store, f: Filters) -> pl.DataFrame:
         "SELECT c.customer_key, CAST(coalesce(c.acquisition_cost, r.reward) AS DOUBLE) AS cost FROM customers c "
         "LEFT JOIN (SELECT referred_key, sum(coalesce(reward_cost, 0)) AS reward FROM referrals "
         "GROUP BY referred_key) r ON r.referred_key = c.customer_key "
-        f"WHERE coalesce(c.acquisition_cost, r.reward) IS NOT NULL AND {cust}", params)
+        f"WHERE coalesce(c.acquisition_cost, r.reward) IS NOT NULL AND {cust} ORDER BY c.customer_key", params)
 
 
 def clv_to_cac(customers: pl.DataFrame, costs: pl.DataFrame) -> pl.DataFrame:

@@ -185,7 +185,8 @@ def customer_summary(store: Store, f: Filters, *, start: date, end: date,
         "  coalesce(sum(margin) FILTER (WHERE ordered_at >= $s), 0) AS w_margin "
         "  FROM o WHERE ordered_at < $e GROUP BY 1) "
         "SELECT c.*, m.enrolled_at, r.customer_key IS NOT NULL AS redeemer, rf.customer_key IS NOT NULL AS referred "
-        "FROM c LEFT JOIN m USING (customer_key) LEFT JOIN r USING (customer_key) LEFT JOIN rf USING (customer_key)",
+        "FROM c LEFT JOIN m USING (customer_key) LEFT JOIN r USING (customer_key) LEFT JOIN rf USING (customer_key) "
+        "ORDER BY customer_key",
         {**params, **mparams, "margin_rate": margin_rate, "s": instant(start), "e": _end_instant(end)},
     ).select(SUMMARY_COLUMNS)
 

@@ -482,15 +482,21 @@ def _bit_sql(rel: str, nbits: int) -> list[str]:
 
 def _range_sql(lo: str, hi: str, nbits: int) -> list[str]:
     """Aggregates OR-ing bits ``lo`` .. ``hi`` - 1 (lo <= hi) into UBIGINT words:
-    (2^hi - 1) xor (2^lo - 1) in one word; with several, 2^h - 2^l with l and h
-    clamped to each word (a 128-bit difference)."""
+    (2^hi - 1) xor (2^lo - 1) in one word; with several, the same with l and h
+    clamped to each word."""
     if nbits <= 63:
         return [f"bit_or(xor((1::UBIGINT << ({hi})::UBIGINT) - 1::UBIGINT, (1::UBIGINT << ({lo})::UBIGINT) - 1::UBIGINT))"]
     out = []
     for j in range(_words(nbits)):
-        lo_j, hi_j = (f"least(greatest(({x}) - {64 * j}, 0), 64)::UHUGEINT" for x in (lo, hi))
-        out.append(f"bit_or(CAST((1::UHUGEINT << {hi_j}) - (1::UHUGEINT << {lo_j}) AS UBIGINT))")
+        lo_j, hi_j = (_low_mask(f"least(greatest(({x}) - {64 * j}, 0), 64)") for x in (lo, hi))
+        out.append(f"bit_or(xor({hi_j}, {lo_j}))")
     return out
+
+
+def _low_mask(n: str) -> str:
+    """The word with bits 0 .. n - 1 set (0 <= n <= 64), without 128-bit integers (the
+    same SQL runs on Spark, whose widest integer is 64 bits)."""
+    return f"(CASE WHEN ({n}) >= 64 THEN ~CAST(0 AS UBIGINT) ELSE (1::UBIGINT << ({n})::UBIGINT) - 1::UBIGINT END)"
 
 
 _ONE = np.uint64(1)
@@ -681,9 +687,13 @@ def second_orders(store: Store, f: Filters, act: Activity, members: pl.DataFrame
               "since": instant(period_start(int(members["cohort"].min()), act.grain))}
     sql = f"""
 WITH o AS ({base}),
-t AS (SELECT o.customer_key, min(o.ordered_at, 2) AS two FROM o JOIN k ON k.customer_key = o.customer_key
-      WHERE o.ordered_at >= $since GROUP BY o.customer_key)
-SELECT CAST(customer_key AS BIGINT) AS customer_key, two[1] AS first_at, two[2] AS second_at FROM t"""
+m AS (SELECT o.customer_key, o.ordered_at FROM o JOIN k ON k.customer_key = o.customer_key
+      WHERE o.ordered_at >= $since),
+f AS (SELECT customer_key, min(ordered_at) AS first_at FROM m GROUP BY customer_key)
+SELECT CAST(f.customer_key AS BIGINT) AS customer_key, f.first_at,
+       CASE WHEN count(*) FILTER (WHERE m.ordered_at = f.first_at) >= 2 THEN f.first_at
+            ELSE min(m.ordered_at) FILTER (WHERE m.ordered_at > f.first_at) END AS second_at
+FROM f JOIN m ON m.customer_key = f.customer_key GROUP BY f.customer_key, f.first_at"""
     return store.query(sql, params, tables={"k": members.select("customer_key")})
 
 
