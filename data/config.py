@@ -101,3 +101,38 @@ def audit_secret(secrets_path: Path = SECRETS_PATH) -> str:
     ``[workspaces] audit_secret``), else a fixed local default."""
     s = _secrets(secrets_path)
     return str(s.get("workspaces", {}).get("audit_secret") or s.get("auth", {}).get("cookie_secret") or "local")
+
+
+# -- the engine (issue 9: scale out) ----------------------------------------------------
+ENGINE_ENV_VAR = "CM_ENGINE"
+
+
+def engine_settings(secrets_path: Path = SECRETS_PATH) -> dict[str, str | None]:
+    """Which engine computes the metrics: ``engine`` "duckdb" (embedded, the default)
+    or "spark". For Spark, ``remote`` (a Spark Connect URL, sc://host:15002) or
+    ``master`` (local[2] to try it on one machine), and where the tables are:
+    ``location`` (a directory or URI of Parquet tables, one folder per table) or
+    ``catalog`` (a catalog database with tables of the canonical names).
+
+    From the environment (CM_ENGINE, CM_SPARK_REMOTE, CM_SPARK_MASTER, CM_LAKE_PATH,
+    CM_SPARK_CATALOG), else ``[engine]`` in secrets.toml (engine, remote, master,
+    location, catalog)."""
+    sec = _secrets(secrets_path).get("engine", {})
+    env = {"engine": "CM_ENGINE", "remote": "CM_SPARK_REMOTE", "master": "CM_SPARK_MASTER",
+           "location": "CM_LAKE_PATH", "catalog": "CM_SPARK_CATALOG"}
+    out = {k: (os.environ.get(v) or sec.get(k) or None) for k, v in env.items()}
+    engine = (out["engine"] or "duckdb").lower()
+    if engine not in ("duckdb", "spark"):
+        raise ValueError(f"unknown engine {out['engine']!r}: use duckdb or spark")
+    out["engine"] = engine
+    if engine == "spark":
+        if not out["location"] and not out["catalog"]:
+            raise ValueError("Spark needs a location of Parquet tables (CM_LAKE_PATH or [engine] location) "
+                             "or a catalog database (CM_SPARK_CATALOG or [engine] catalog)")
+        loc = out["location"]
+        if loc and "://" not in loc:
+            p = Path(loc).expanduser()
+            out["location"] = str((p if p.is_absolute() else PROJECT_ROOT / p).resolve())
+        if not out["remote"] and not out["master"]:
+            out["master"] = "local[2]"
+    return out

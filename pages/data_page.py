@@ -72,8 +72,12 @@ if flash := st.session_state.pop("_cm_flash", None):
     ok, message = flash
     (st.success if ok else st.error)(message, icon=":material/check_circle:" if ok else ":material/error:")
 
+spark = getattr(s, "engine", "duckdb") == "spark"
 st.subheader(ctx.t("data.loaded"))
-st.markdown(ctx.t("data.where", path=s.path, version=s.schema_version()))
+if spark:
+    st.markdown(ctx.t("data.where_spark", engine=s.describe(), where=s.where()))
+else:
+    st.markdown(ctx.t("data.where", path=s.path, version=s.schema_version()))
 info = s.table_info()
 frame.dataframe(st, 
     pl.DataFrame(
@@ -90,6 +94,9 @@ frame.dataframe(st,
 
 # -- import a file -----------------------------------------------------------------
 st.subheader(ctx.t("imp.title"))
+if spark:  # the lake is read-only to the dashboard: no upload, no demo rebuild
+    st.info(ctx.t("data.spark_read_only", where=s.where()), icon=":material/cloud:")
+    st.stop()
 st.caption(ctx.t("imp.help"))
 with st.form("import"):
     upload = st.file_uploader(ctx.t("imp.file"), type=["csv", "tsv", "txt", "xlsx"])

@@ -37,8 +37,21 @@ PAGE_PREFIXES = ("r_", "c_", "k_", "l_", "s_", "v_")
 def get_store(path: str) -> Store:
     """One read-write DuckDB connection per workspace file and process, shared by
     every session of that workspace; each query takes its own cursor inside the
-    store. Hardened: it reads no file outside the import scratch directory."""
+    store. Hardened: it reads no file outside the import scratch directory.
+
+    With the Spark engine configured (data.config.engine_settings) ``path`` is
+    ``spark:<where the tables are>`` and the store is a :class:`data.spark.SparkStore`
+    on one Spark session for the process: the same metrics, computed where the data is."""
+    if path.startswith(SPARK_PREFIX):
+        from data.spark import SparkStore
+
+        e = config.engine_settings()
+        return SparkStore(e["location"], catalog=None if e["location"] else e["catalog"],
+                          master=e["master"], remote=e["remote"])
     return Store(path, harden=True)
+
+
+SPARK_PREFIX = "spark:"
 
 
 STORE_KEY = "_cm_store_path"
@@ -46,6 +59,9 @@ STORE_KEY = "_cm_store_path"
 
 def store() -> Store:
     """The current workspace's store (the sidebar resolves the workspace first)."""
+    e = config.engine_settings()
+    if e["engine"] == "spark":
+        return get_store(SPARK_PREFIX + (e["location"] or f"catalog:{e['catalog']}"))
     return get_store(st.session_state.get(STORE_KEY) or str(db_path()))
 
 

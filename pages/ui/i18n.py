@@ -241,6 +241,20 @@ STRINGS: dict[str, tuple[str, str]] = {
     "data.imports": ("Lịch sử nhập dữ liệu", "Imports"),
     "data.no_imports": ("Chưa có lần nhập nào.", "No imports yet."),
     "data.last_import": ("Lần nhập gần nhất: {kind} «{file}», {rows} dòng, lúc {when}.", "Last import: {kind} “{file}”, {rows} rows, at {when}."),
+    "data.where_spark": (
+        "Máy tính toán: **Apache Spark**, {engine}. Mọi chỉ số được tính trên Spark; chỉ kết quả tổng hợp "
+        "(hoặc một dòng mỗi khách hàng) được đưa về ứng dụng.",
+        "Engine: **Apache Spark**, {engine}. Every metric is computed on Spark; only aggregates (or one row "
+        "per customer) come back to the app.",
+    ),
+    "data.spark_read_only": (
+        "Trên Spark, bảng dữ liệu tại `{where}` chỉ được đọc: nạp tệp, hoàn tác và dữ liệu mẫu không có ở đây. "
+        "Đưa dữ liệu vào kho bằng quy trình của bạn, hoặc xuất một cơ sở DuckDB sang đó bằng "
+        "`python -m data.lake export`.",
+        "On Spark the tables at `{where}` are read-only to the dashboard: uploads, undo and the demo data are "
+        "not available here. Load the lake with your own pipeline, or export a DuckDB database to it with "
+        "`python -m data.lake export`.",
+    ),
     "data.where": ("Cơ sở dữ liệu: `{path}` (DuckDB, phiên bản lược đồ {version}).", "Database: `{path}` (DuckDB, schema version {version})."),
     "data.demo": ("Dữ liệu mẫu", "Demo data"),
     "data.demo_help": (

@@ -1,0 +1,288 @@
+"""Apache Spark behind the store's one query seam (issue 9).
+
+:class:`SparkStore` answers the same read calls as :class:`data.store.Store`
+(``query``, ``scalar``, ``data_version``, ``table_info``, ``is_empty``), so every
+metric runs on it unchanged: the SQL is the metrics' own DuckDB SQL, translated by
+:mod:`data.dialect` with its parameters still bound, and only the result (aggregates,
+or one row per customer) comes back to the app, through Arrow, as a Polars frame.
+
+The canonical tables live where the data is: Parquet files under a location
+(``<location>/<table>/*.parquet``, as :func:`export_parquet` writes them from a DuckDB
+store) or tables in a Spark catalog database. Each is registered as a temporary view of
+its canonical name on the Spark session, so the SQL's table names stay as they are.
+
+Spark is started here in local mode (``local[2]``, for trying it or for tests) or
+reached through Spark Connect (``sc://host:15002``). The session runs with UTC as its
+time zone and ANSI mode off, so that arithmetic matches DuckDB's (a division by zero is
+NULL, not an error); timestamps stay without a time zone (TIMESTAMP_NTZ), as in DuckDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from data import dialect
+from data.store import DATE_COLUMNS, SCHEMA_VERSION, TABLES, TableInfo
+
+# Tables the app reads besides the canonical ones (the Data page's history). On Spark
+# they are read when present at the location and are empty otherwise.
+EXTRA_TABLES = ("imports", "quarantine", "column_mappings")
+
+
+class SparkError(RuntimeError):
+    """Spark could not be reached or the tables could not be found."""
+
+
+def spark_session(master: str | None = "local[2]", remote: str | None = None, *, memory: str = "2g"):
+    """A Spark session: Spark Connect when ``remote`` is given, else a local master."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise SparkError("Spark mode needs pyspark: install requirements-spark.txt") from e
+    builder = SparkSession.builder.appName("customer-marketing")
+    if remote:
+        builder = builder.remote(remote)
+    else:
+        builder = (builder.master(master or "local[2]")
+                   .config("spark.ui.enabled", "false")
+                   .config("spark.ui.showConsoleProgress", "false")
+                   .config("spark.driver.memory", memory)
+                   .config("spark.sql.shuffle.partitions", "4")
+                   .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+    builder = (builder.config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.ansi.enabled", "false")
+               .config("spark.sql.parquet.inferTimestampNTZ.enabled", "true")
+               .config("spark.sql.timestampType", "TIMESTAMP_NTZ"))
+    try:
+        session = builder.getOrCreate()
+    except Exception as e:  # py4j / grpc errors: say what failed, not a trace
+        raise SparkError(f"Spark did not start ({'Spark Connect ' + remote if remote else master}): "
+                         f"{str(e).splitlines()[0][:300]}") from e
+    if not remote:
+        session.sparkContext.setLogLevel("OFF")  # errors reach the caller as exceptions
+    return session
+
+
+class SparkStore:
+    """The read seam of :class:`data.store.Store` on a Spark session.
+
+    ``location``: a directory of Parquet tables (``<location>/<table>/``), or
+    ``catalog``: a Spark catalog database holding tables of the canonical names."""
+
+    engine = "spark"
+    read_only = True
+
+    def __init__(self, location: str | Path | None = None, *, catalog: str | None = None, session=None,
+                 master: str | None = "local[2]", remote: str | None = None) -> None:
+        if (location is None) == (catalog is None):
+            raise SparkError("give either a Parquet location or a catalog database, not both")
+        self.location = None if location is None else str(location)
+        self.catalog = catalog
+        self.remote = remote
+        self.master = None if remote else (master or "local[2]")
+        self.spark = session or spark_session(self.master, remote)
+        self.path = "spark:" + (self.location or f"catalog:{catalog}")
+        self._lock = threading.Lock()  # temporary-view names and registration
+        self._present: dict[str, bool] = {}
+        self.refresh()
+
+    @staticmethod
+    def schema_version() -> int:
+        return SCHEMA_VERSION
+
+    # -- where the tables are ---------------------------------------------------------
+    def where(self) -> str:
+        """Where the tables are, for the Data page."""
+        return self.location if self.location else f"catalog database {self.catalog}"
+
+    def describe(self) -> str:
+        return f"Spark {self.spark.version} ({self.remote or self.master}); tables: {self.where()}"
+
+    def _source(self, name: str):
+        if self.location:
+            path = Path(self.location) / name
+            if not path.exists() or not any(path.glob("**/*.parquet")):
+                return None
+            return self.spark.read.parquet(str(path))
+        full = f"{self.catalog}.{name}"
+        return self.spark.table(full) if self.spark.catalog.tableExists(full) else None
+
+    def refresh(self) -> None:
+        """(Re)register every table as a temporary view of its canonical name; a table
+        missing at the location is an empty view of the canonical columns."""
+        from data.store import IMPORTS_DDL, MAPPINGS_DDL, QUARANTINE_DDL, _table_ddl
+
+        with self._lock:
+            for name in (*TABLES, *EXTRA_TABLES):
+                df = self._source(name)
+                self._present[name] = df is not None
+                if df is None:
+                    ddl = {"imports": IMPORTS_DDL, "quarantine": QUARANTINE_DDL,
+                           "column_mappings": MAPPINGS_DDL}.get(name) or _table_ddl(name)
+                    df = self.spark.createDataFrame([], _empty_schema(ddl))
+                df.createOrReplaceTempView(name)
+            if not self._present["orders"] and not self._present["customers"]:
+                raise SparkError(f"no orders or customers tables at {self.where()}")
+
+    # -- the query seam -----------------------------------------------------------------
+    def query(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None, *,
+              tables: Mapping[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+        """Run one read query (DuckDB dialect, ``$name`` parameters) on Spark; return
+        a Polars frame. ``tables`` are Polars frames the query may read by name: each
+        becomes a temporary view under a unique name for this query only."""
+        if params is not None and not isinstance(params, Mapping):
+            raise dialect.TranslationError("parameters at the Spark seam are named ($name)")
+        names = {name: f"_q{uuid.uuid4().hex[:12]}_{name}" for name in (tables or {})}
+        shapes = {name: {c: _duckdb_type(t) for c, t in frame.schema.items()} for name, frame in (tables or {}).items()}
+        text = dialect.to_spark(sql, names, params=params, frames=shapes)
+        used = dialect.parameters(sql)
+        args = {k: _bind(v) for k, v in (params or {}).items() if k in used}
+        try:
+            for name, frame in (tables or {}).items():
+                self.spark.createDataFrame(_arrow_for_spark(frame)).createOrReplaceTempView(names[name])
+            result = self.spark.sql(text, args=args).toArrow()
+        finally:
+            for view in names.values():
+                self.spark.catalog.dropTempView(view)
+        return _from_spark(result)
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> Any:
+        out = self.query(sql, params)
+        return out.row(0)[0] if out.height else None
+
+    def data_version(self) -> str:
+        """Changes whenever a table's files change (Parquet: paths, sizes and times;
+        catalog: row counts)."""
+        h = hashlib.sha256()
+        if self.location:
+            for path in sorted(Path(self.location).glob("*/**/*.parquet")):
+                st = path.stat()
+                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+        else:
+            for info in self.table_info():
+                h.update(f"{info.name}|{info.rows}|{info.last}".encode())
+        return h.hexdigest()[:16]
+
+    def table_info(self) -> list[TableInfo]:
+        """Rows and date range per canonical table, as :meth:`data.store.Store.table_info`."""
+        out = []
+        for name, col in DATE_COLUMNS.items():
+            row = self.query(f"SELECT count(*) AS n, min({col}) AS first, max({col}) AS last FROM {name}").row(0)
+            out.append(TableInfo(name, int(row[0]), row[1], row[2]))
+        return out
+
+    def remembered_mapping(self, kind: str, signature: str) -> dict[str, str]:
+        return {}
+
+    def imports(self) -> pl.DataFrame:
+        return self.query("SELECT * FROM imports ORDER BY import_id DESC")
+
+    def quarantine(self) -> pl.DataFrame:
+        return self.query("SELECT * FROM quarantine ORDER BY import_id DESC, line")
+
+    def is_empty(self) -> bool:
+        return not self.scalar("SELECT count(*) FROM orders") and not self.scalar("SELECT count(*) FROM customers")
+
+    def close(self) -> None:
+        """Leaves the Spark session running (it may be shared); drops nothing."""
+
+    # -- writes ---------------------------------------------------------------------------
+    def _refuse(self, what: str):
+        raise SparkError(f"{what} is not available on Spark: the tables at {self.where()} are read-only "
+                         "to the dashboard. Load the data into the lake with your own pipeline, or export "
+                         "a DuckDB database there with `python -m data.lake export`.")
+
+    def transaction(self):
+        self._refuse("Importing")
+
+    def load_frames(self, *args, **kwargs):
+        self._refuse("Importing")
+
+    def undo_import(self, *args, **kwargs):
+        self._refuse("Undoing an import")
+
+    def forget(self, *args, **kwargs):
+        self._refuse("Forgetting a customer")
+
+
+# -- types across the seam --------------------------------------------------------------------
+def _bind(value: Any) -> Any:
+    """A parameter as Spark binds it. Dates, numbers, text and booleans bind as they
+    are; a naive datetime binds as Spark's session-time-zone timestamp, which is UTC."""
+    if isinstance(value, (list, tuple)):
+        return [_bind(v) for v in value]
+    return value
+
+
+def _duckdb_type(t: pl.DataType) -> str:
+    """A Polars column type as the DuckDB type the query would see (for the translator)."""
+    if t.is_integer():
+        return {pl.Int8: "TINYINT", pl.Int16: "SMALLINT", pl.Int32: "INTEGER", pl.UInt64: "UBIGINT"}.get(t, "BIGINT")
+    if t.is_float():
+        return "DOUBLE"
+    if t == pl.Date:
+        return "DATE"
+    if isinstance(t, pl.Datetime):
+        return "TIMESTAMP"
+    if t == pl.Boolean:
+        return "BOOLEAN"
+    return "VARCHAR"
+
+
+def _arrow_for_spark(frame: pl.DataFrame) -> pa.Table:
+    # Spark reads large_string / large_list from Arrow; Polars categoricals go as text.
+    cast = {c: pl.Utf8 for c, t in frame.schema.items() if t in (pl.Categorical, pl.Enum) or isinstance(t, pl.Enum)}
+    return (frame.cast(cast) if cast else frame).to_arrow()
+
+
+def _from_spark(table: pa.Table) -> pl.DataFrame:
+    """Spark's Arrow result as DuckDB would give it: timestamps without a time zone
+    (Spark's LTZ timestamps are UTC in this session), decimals as they are."""
+    cols = []
+    for field, col in zip(table.schema, table.columns):
+        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            col = col.cast(pa.timestamp(field.type.unit, tz="UTC")).cast(pa.timestamp(field.type.unit))
+        cols.append(col)
+    return pl.from_arrow(pa.table(cols, names=table.column_names))  # type: ignore[return-value]
+
+
+def _empty_schema(ddl: str) -> str:
+    """A CREATE TABLE statement's columns as a Spark DDL schema string."""
+    body = ddl[ddl.index("(") + 1: ddl.rindex(")")]
+    cols = []
+    for line in body.split(","):
+        parts = line.strip().replace('"', "").split()
+        if not parts:
+            continue
+        name, typ = parts[0], parts[1].upper()
+        spark_type = {"VARCHAR": "STRING", "TIMESTAMP": "TIMESTAMP_NTZ", "TINYINT": "TINYINT", "DATE": "DATE",
+                      "DOUBLE": "DOUBLE", "BIGINT": "BIGINT", "INTEGER": "INT", "BOOLEAN": "BOOLEAN"}[typ]
+        cols.append(f"`{name}` {spark_type}")
+    return ", ".join(cols)
+
+
+def export_parquet(store, location: str | Path) -> dict[str, int]:
+    """Write every table of a DuckDB :class:`data.store.Store` as Parquet under
+    ``location/<table>/part-0.parquet`` (replacing what was there): how a demo database,
+    or a business's embedded data, goes to the lake. Returns rows per table."""
+    import shutil
+
+    root = Path(location)
+    out = {}
+    for name in (*TABLES, *EXTRA_TABLES):
+        frame = store.query(f'SELECT * FROM "{name}"')  # names from the allowlist above
+        target = root / name
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        frame.write_parquet(target / "part-0.parquet")
+        out[name] = frame.height
+    return out
