@@ -6,6 +6,7 @@
     python3 tasks.py bench --paint                 # also the app's first paint (browser)
     python3 tests/benchmark.py --customers 1000000 --workdir /tmp/cmbench --reuse --clv   # CLV (issue 5)
     python3 tests/benchmark.py --load --customers 20000 --workdir /tmp/cmload   # load test only
+    python3 tests/benchmark.py --customers 1000000 --workdir /tmp/cmbench --reuse --spark  # Spark beside DuckDB (issue 9)
 
 Each measurement runs in a fresh child process, so "cold" means a newly opened
 database with nothing cached, and peak memory is that process's own maximum RSS.
@@ -979,11 +980,50 @@ def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: f
     }
 
 
+def child_spark(db: str, customers: int) -> dict:
+    """Issue 9: each page's computation (tests/metric_suite.py, default view) on the
+    embedded DuckDB and on Spark local[2] over the same data written as Parquet. Spark
+    runs in this process's JVM child: the time to a first result on a cold session
+    (start + the first query), then each page's calls in order on both engines."""
+    import shutil
+
+    from data.spark import SparkStore, export_parquet
+    from data.store import Store
+    from tests import metric_suite as MS
+
+    lake = Path(db).with_suffix(".lake")
+    duck = Store(db, read_only=True)
+    t = time.perf_counter()
+    if lake.exists():
+        shutil.rmtree(lake)
+    export_parquet(duck, lake)
+    export_s = time.perf_counter() - t
+    t = time.perf_counter()
+    spark = SparkStore(lake, master="local[2]")
+    session_s = time.perf_counter() - t
+    first = spark.scalar("SELECT count(*) FROM orders")
+    first_result_s = time.perf_counter() - t
+    sd, ss = MS.setting(duck), MS.setting(spark)
+    pages = {}
+    for page, calls in MS.SUITE.items():
+        row = {}
+        for label, store, setting in (("duckdb", duck, sd), ("spark", spark, ss)):
+            t = time.perf_counter()
+            for _, call in calls:
+                call(store, setting)
+            row[f"{label}_s"] = time.perf_counter() - t
+        pages[page] = row
+        print(f"  {page:10s} duckdb {row['duckdb_s']:7.2f} s   spark {row['spark_s']:7.2f} s", file=sys.stderr, flush=True)
+    duck.close()
+    return {"orders": int(first), "export_s": export_s, "spark_session_s": session_s,
+            "spark_first_result_s": first_result_s, "pages": pages, "peak_rss_mb": _rss_mb()}
+
+
 CHILDREN = {"generate": child_generate, "retention": child_retention, "overview": child_overview, "paint": child_paint,
             "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import,
             "clv": child_clv, "clv_summary": child_clv_summary, "clv_orders_db": child_clv_orders_db,
             "loyalty": child_loyalty, "segments": child_segments,
-            "surveys": child_surveys, "load_expected": child_load_expected}
+            "surveys": child_surveys, "load_expected": child_load_expected, "spark": child_spark}
 
 
 def run_child(name: str, db: Path, customers: int) -> dict:
@@ -1014,6 +1054,8 @@ def main() -> int:
                     help="also the Loyalty page's computation (issue 6) on the largest size, cold and warm")
     ap.add_argument("--segments", action="store_true",
                     help="also the Segments page's computation (issue 7: RFM, segments, personas) on the largest size")
+    ap.add_argument("--spark", action="store_true",
+                    help="also each page's computation on Spark local[2] beside DuckDB (issue 9), on the largest size")
     ap.add_argument("--load", action="store_true",
                     help="only the load test: N browser sessions on the running app while one imports (needs chromium)")
     ap.add_argument("--load-sessions", type=int, default=20, help="browser sessions for --load")
@@ -1134,6 +1176,16 @@ def main() -> int:
               f"purchase days, {sql['customers']:,} customers; {big.name})  cold {sql['cold_s']:6.2f} s   "
               f"warm {sql['warm_s']:6.2f} s   peak RSS {sql['peak_rss_mb']:6.0f} MB")
         results["clv"] = clv_res
+    if args.spark:
+        n = max(args.customers)
+        sp = run_child("spark", workdir / f"bench_{n}.duckdb", n)
+        results["spark"] = {"customers_db": n, **sp}
+        print(f"\n== Spark local[2] beside DuckDB, {n:,}-customer database ({sp['orders']:,} orders): Parquet export "
+              f"{sp['export_s']:.1f} s; cold Spark session {sp['spark_session_s']:.1f} s, first result "
+              f"{sp['spark_first_result_s']:.1f} s")
+        for page, row in sp["pages"].items():
+            print(f"{page:10s} duckdb {row['duckdb_s']:7.2f} s   spark {row['spark_s']:7.2f} s   "
+                  f"x{row['spark_s'] / max(row['duckdb_s'], 1e-9):5.1f}")
     if args.segments:
         n = max(args.customers)
         seg = run_child("segments", workdir / f"bench_{n}.duckdb", n)
