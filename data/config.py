@@ -118,7 +118,7 @@ def engine_settings(secrets_path: Path = SECRETS_PATH) -> dict[str, str | None]:
     CM_SPARK_CATALOG), else ``[engine]`` in secrets.toml (engine, remote, master,
     location, catalog)."""
     sec = _secrets(secrets_path).get("engine", {})
-    env = {"engine": "CM_ENGINE", "remote": "CM_SPARK_REMOTE", "master": "CM_SPARK_MASTER",
+    env = {"engine": ENGINE_ENV_VAR, "remote": "CM_SPARK_REMOTE", "master": "CM_SPARK_MASTER",
            "location": "CM_LAKE_PATH", "catalog": "CM_SPARK_CATALOG"}
     out = {k: (os.environ.get(v) or sec.get(k) or None) for k, v in env.items()}
     engine = (out["engine"] or "duckdb").lower()

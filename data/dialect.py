@@ -62,15 +62,10 @@ def _param_type(value: Any) -> str | None:
 
 
 def _schema(shapes: tuple) -> dict[str, dict[str, str]]:
-    """The canonical tables' columns (with their key columns) and the registered frames'."""
-    from data.store import CUSTOMER_KEYS, IMPORTS_DDL, TABLES
+    """The tables' columns (data.store.table_columns) and the registered frames'."""
+    from data.store import EXTRA_DDL, TABLES, table_columns
 
-    out: dict[str, dict[str, str]] = {}
-    for name, cols in TABLES.items():
-        out[name] = {c: t.replace(" NOT NULL", "") for c, t in cols.items()}
-        out[name].update({k: "INTEGER" for k in CUSTOMER_KEYS.get(name, {})})
-        out[name]["import_id"] = "BIGINT"
-    out["imports"] = {m.group(1): m.group(2) for m in re.finditer(r"^\s+(\w+) (\w+)", IMPORTS_DDL, re.M)}
+    out = {name: table_columns(name) for name in (*TABLES, *EXTRA_DDL)}
     for name, cols in shapes:
         out[name] = dict(cols)
     return out
@@ -204,10 +199,11 @@ def _accent_table() -> tuple[str, str]:
 _ACCENTED, _PLAIN = _accent_table()
 
 
-def parameters(sql: str) -> set[str]:
-    """The named parameters a DuckDB query uses."""
+@functools.lru_cache(maxsize=2048)
+def parameters(sql: str) -> frozenset[str]:
+    """The named parameters a DuckDB query uses (parsed once per query text)."""
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except ParseError as e:
         raise TranslationError(f"cannot parse the query: {e}") from e
-    return {p.name for p in tree.find_all(exp.Placeholder) if p.name}
+    return frozenset(p.name for p in tree.find_all(exp.Placeholder) if p.name)

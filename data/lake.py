@@ -53,10 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         e = config.engine_settings()
-        location = args.location or e["location"]
         t = time.perf_counter()
-        store = SparkStore(location, catalog=None if location else e["catalog"], master=e["master"] or "local[2]",
-                           remote=e["remote"])
+        store = SparkStore.from_settings(e, args.location)
         started = time.perf_counter() - t
         for info in store.table_info():
             print(f"{info.name:18s} {info.rows:>12,}")

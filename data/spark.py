@@ -30,11 +30,11 @@ import polars as pl
 import pyarrow as pa
 
 from data import dialect
-from data.store import DATE_COLUMNS, SCHEMA_VERSION, TABLES, TableInfo
+from data.store import DATE_COLUMNS, EXTRA_DDL, SCHEMA_VERSION, TABLES, TableInfo, table_columns
 
 # Tables the app reads besides the canonical ones (the Data page's history). On Spark
 # they are read when present at the location and are empty otherwise.
-EXTRA_TABLES = ("imports", "quarantine", "column_mappings")
+EXTRA_TABLES = tuple(EXTRA_DDL)
 
 
 class SparkError(RuntimeError):
@@ -91,8 +91,14 @@ class SparkStore:
         self.spark = session or spark_session(self.master, remote)
         self.path = "spark:" + (self.location or f"catalog:{catalog}")
         self._lock = threading.Lock()  # temporary-view names and registration
-        self._present: dict[str, bool] = {}
         self.refresh()
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str | None], location: str | None = None) -> SparkStore:
+        """The store data.config.engine_settings describes (``location`` overrides its)."""
+        location = location or settings["location"]
+        return cls(location, catalog=None if location else settings["catalog"],
+                   master=settings["master"] or "local[2]", remote=settings["remote"])
 
     @staticmethod
     def schema_version() -> int:
@@ -118,18 +124,16 @@ class SparkStore:
     def refresh(self) -> None:
         """(Re)register every table as a temporary view of its canonical name; a table
         missing at the location is an empty view of the canonical columns."""
-        from data.store import IMPORTS_DDL, MAPPINGS_DDL, QUARANTINE_DDL, _table_ddl
-
+        present = set()
         with self._lock:
             for name in (*TABLES, *EXTRA_TABLES):
                 df = self._source(name)
-                self._present[name] = df is not None
                 if df is None:
-                    ddl = {"imports": IMPORTS_DDL, "quarantine": QUARANTINE_DDL,
-                           "column_mappings": MAPPINGS_DDL}.get(name) or _table_ddl(name)
-                    df = self.spark.createDataFrame([], _empty_schema(ddl))
+                    df = self.spark.createDataFrame([], _empty_schema(name))
+                else:
+                    present.add(name)
                 df.createOrReplaceTempView(name)
-            if not self._present["orders"] and not self._present["customers"]:
+            if not present & {"orders", "customers"}:
                 raise SparkError(f"no orders or customers tables at {self.where()}")
 
     # -- the query seam -----------------------------------------------------------------
@@ -144,7 +148,7 @@ class SparkStore:
         shapes = {name: {c: _duckdb_type(t) for c, t in frame.schema.items()} for name, frame in (tables or {}).items()}
         text = dialect.to_spark(sql, names, params=params, frames=shapes)
         used = dialect.parameters(sql)
-        args = {k: _bind(v) for k, v in (params or {}).items() if k in used}
+        args = {k: v for k, v in (params or {}).items() if k in used}
         try:
             for name, frame in (tables or {}).items():
                 self.spark.createDataFrame(_arrow_for_spark(frame)).createOrReplaceTempView(names[name])
@@ -214,14 +218,6 @@ class SparkStore:
 
 
 # -- types across the seam --------------------------------------------------------------------
-def _bind(value: Any) -> Any:
-    """A parameter as Spark binds it. Dates, numbers, text and booleans bind as they
-    are; a naive datetime binds as Spark's session-time-zone timestamp, which is UTC."""
-    if isinstance(value, (list, tuple)):
-        return [_bind(v) for v in value]
-    return value
-
-
 def _duckdb_type(t: pl.DataType) -> str:
     """A Polars column type as the DuckDB type the query would see (for the translator)."""
     if t.is_integer():
@@ -254,19 +250,11 @@ def _from_spark(table: pa.Table) -> pl.DataFrame:
     return pl.from_arrow(pa.table(cols, names=table.column_names))  # type: ignore[return-value]
 
 
-def _empty_schema(ddl: str) -> str:
-    """A CREATE TABLE statement's columns as a Spark DDL schema string."""
-    body = ddl[ddl.index("(") + 1: ddl.rindex(")")]
-    cols = []
-    for line in body.split(","):
-        parts = line.strip().replace('"', "").split()
-        if not parts:
-            continue
-        name, typ = parts[0], parts[1].upper()
-        spark_type = {"VARCHAR": "STRING", "TIMESTAMP": "TIMESTAMP_NTZ", "TINYINT": "TINYINT", "DATE": "DATE",
-                      "DOUBLE": "DOUBLE", "BIGINT": "BIGINT", "INTEGER": "INT", "BOOLEAN": "BOOLEAN"}[typ]
-        cols.append(f"`{name}` {spark_type}")
-    return ", ".join(cols)
+def _empty_schema(table: str) -> str:
+    """A table's columns (data.store.table_columns) as a Spark DDL schema string."""
+    spark_type = {"VARCHAR": "STRING", "TIMESTAMP": "TIMESTAMP_NTZ", "TINYINT": "TINYINT", "DATE": "DATE",
+                  "DOUBLE": "DOUBLE", "BIGINT": "BIGINT", "INTEGER": "INT", "BOOLEAN": "BOOLEAN"}
+    return ", ".join(f"`{c}` {spark_type[t]}" for c, t in table_columns(table).items())
 
 
 def export_parquet(store, location: str | Path) -> dict[str, int]:

@@ -157,13 +157,27 @@ CREATE TABLE IF NOT EXISTS column_mappings (
 )
 """
 
+# The app's own tables besides the canonical ones (imports, rejected rows, mappings).
+EXTRA_DDL = {"imports": IMPORTS_DDL, "quarantine": QUARANTINE_DDL, "column_mappings": MAPPINGS_DDL}
+
+
+def _store_columns(name: str) -> dict[str, str]:
+    """The columns the store adds to a canonical table: its customer keys and import_id."""
+    return {**{key: "INTEGER" for key in CUSTOMER_KEYS.get(name, {})}, "import_id": "BIGINT"}
+
 
 def _table_ddl(name: str) -> str:
-    cols = [f"{col} {typ}" for col, typ in TABLES[name].items()]
-    cols += [f"{key} INTEGER" for key in CUSTOMER_KEYS.get(name, {})]
-    cols.append("import_id BIGINT")
+    cols = [f"{col} {typ}" for col, typ in {**TABLES[name], **_store_columns(name)}.items()]
     body = ",\n    ".join(cols)
     return f"CREATE TABLE IF NOT EXISTS {name} (\n    {body}\n)"
+
+
+def table_columns(name: str) -> dict[str, str]:
+    """Column -> DuckDB type (without NOT NULL) of a table the app reads: a canonical
+    table with the store's key columns, or imports, quarantine, column_mappings."""
+    if name in TABLES:
+        return {c: t.replace(" NOT NULL", "") for c, t in {**TABLES[name], **_store_columns(name)}.items()}
+    return {m.group(1): m.group(2) for m in re.finditer(r'^[ \t]+"?(\w+)"? (\w+)', EXTRA_DDL[name], re.M)}
 
 
 @dataclass(frozen=True)

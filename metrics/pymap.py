@@ -34,12 +34,6 @@ def columns(frame: pl.DataFrame, fns: Mapping[str, Callable[[Any], Any]],
     return frame.with_columns([series(frame.get_column(c), fn, dtype) for c, fn in fns.items()])
 
 
-def each(frame: pl.DataFrame, names: Sequence[str], fn: Callable[[Any], Any],
-         dtype: pl.DataType | type = pl.Utf8) -> pl.DataFrame:
-    """``frame`` with every column in ``names`` replaced by ``fn`` of its values."""
-    return columns(frame, {c: fn for c in names}, dtype)
-
-
 def rows(frame: pl.DataFrame, names: Sequence[str], fn: Callable[[dict[str, Any]], Any], name: str,
          dtype: pl.DataType | type = pl.Utf8) -> pl.DataFrame:
     """``frame`` with a column ``name`` holding ``fn`` of each row, given as a dict of ``names``."""

@@ -1079,6 +1079,13 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cm-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "sizes": {}}
+
+    def on_largest(name: str) -> tuple[int, dict]:
+        """Child ``name`` on the largest size's database, kept in the results under ``name``."""
+        n = max(args.customers)
+        res = run_child(name, workdir / f"bench_{n}.duckdb", n)
+        results[name] = {"customers_db": n, **res}
+        return n, res
     if args.load:
         results["load"] = load_benchmark(workdir, args.customers[0], args.load_sessions, args.load_seconds,
                                          args.reuse)
@@ -1177,9 +1184,7 @@ def main() -> int:
               f"warm {sql['warm_s']:6.2f} s   peak RSS {sql['peak_rss_mb']:6.0f} MB")
         results["clv"] = clv_res
     if args.spark:
-        n = max(args.customers)
-        sp = run_child("spark", workdir / f"bench_{n}.duckdb", n)
-        results["spark"] = {"customers_db": n, **sp}
+        n, sp = on_largest("spark")
         print(f"\n== Spark local[2] beside DuckDB, {n:,}-customer database ({sp['orders']:,} orders): Parquet export "
               f"{sp['export_s']:.1f} s; cold Spark session {sp['spark_session_s']:.1f} s, first result "
               f"{sp['spark_first_result_s']:.1f} s")
@@ -1187,24 +1192,18 @@ def main() -> int:
             print(f"{page:10s} duckdb {row['duckdb_s']:7.2f} s   spark {row['spark_s']:7.2f} s   "
                   f"x{row['spark_s'] / max(row['duckdb_s'], 1e-9):5.1f}")
     if args.segments:
-        n = max(args.customers)
-        seg = run_child("segments", workdir / f"bench_{n}.duckdb", n)
-        results["segments"] = {"customers_db": n, **seg}
+        n, seg = on_largest("segments")
         print(f"\n== Segments page computation, {n:,}-customer database: RFM + segments cold "
               f"{seg['segments_cold_s']:6.2f} s   warm {seg['segments_warm_s']:6.2f} s   personas "
               f"{seg['personas_s']:6.2f} s (features {seg['features_s']:.2f}, fit {seg['fit_s']:.2f}, "
               f"describe {seg['describe_s']:.2f}; k = {seg['k']})   peak RSS {seg['peak_rss_mb']:6.0f} MB")
     if args.segments:
-        n = max(args.customers)
-        sv = run_child("surveys", workdir / f"bench_{n}.duckdb", n)
-        results["surveys"] = {"customers_db": n, **sv}
+        n, sv = on_largest("surveys")
         print(f"\n== Surveys page computation (without the CLV models), {n:,}-customer database "
               f"({sv['responses']:,} responses): cold {sv['cold_s']:6.2f} s   warm {sv['warm_s']:6.2f} s   "
               f"peak RSS {sv['peak_rss_mb']:6.0f} MB")
     if args.loyalty:
-        n = max(args.customers)
-        loy = run_child("loyalty", workdir / f"bench_{n}.duckdb", n)
-        results["loyalty"] = {"customers_db": n, **loy}
+        n, loy = on_largest("loyalty")
         print(f"\n== Loyalty page computation, {n:,}-customer database ({loy['orders']:,} orders): cold "
               f"{loy['cold_s']:6.2f} s   warm {loy['warm_s']:6.2f} s   peak RSS {loy['peak_rss_mb']:6.0f} MB   "
               f"({loy['members']:,} members, {loy['matched']:,} matched on a {loy['sample_share']:.0%} sample; "

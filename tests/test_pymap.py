@@ -19,11 +19,11 @@ def test_series_skips_nulls_and_keeps_dtype():
     assert out.name == "b" and out.dtype == pl.Int64 and out.to_list() == [10, None, 30]
 
 
-def test_columns_and_each_replace_in_place():
+def test_columns_replace_in_place():
     df = pl.DataFrame({"x": ["a", None], "y": ["b", "c"], "z": [1, 2]})
     got = pymap.columns(df, {"x": str.upper})
     assert got.columns == ["x", "y", "z"] and got["x"].to_list() == ["A", None]
-    both = pymap.each(df, ["x", "y"], lambda s: s + "!")
+    both = pymap.columns(df, {c: lambda s: s + "!" for c in ("x", "y")})
     assert both["x"].to_list() == ["a!", None] and both["y"].to_list() == ["b!", "c!"]
     assert pymap.columns(df, {}) is df
 

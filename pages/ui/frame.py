@@ -45,9 +45,7 @@ def get_store(path: str) -> Store:
     if path.startswith(SPARK_PREFIX):
         from data.spark import SparkStore
 
-        e = config.engine_settings()
-        return SparkStore(e["location"], catalog=None if e["location"] else e["catalog"],
-                          master=e["master"], remote=e["remote"])
+        return SparkStore.from_settings(config.engine_settings())
     return Store(path, harden=True)
 
 
