@@ -23,6 +23,9 @@ if __name__ == "__main__" and not st.runtime.exists():
     from data.config import auth_configured
 
     hosted = ["--client.showErrorDetails=none", "--client.toolbarMode=viewer"] if auth_configured() else []
+    from pages.ui import warmup
+
+    warmup.start_in_background()  # fills the pages' caches once the server answers
     sys.argv = ["streamlit", "run", __file__, *hosted, *sys.argv[1:]]
     sys.exit(cli.main())
 

@@ -231,9 +231,9 @@ def test_loyalty_page_in_the_browser(server, browser):
     page, seconds = open_page(browser, server + "/loyalty?lang=en", ready="text=Referral programme", height=7000)
     # payback, causal vs naive, enrolment, points, tier Sankey, retention curves, referral rate
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 7", timeout=60_000)
-    assert page.get_by_text("members compared", exact=False).count() == 1
-    assert page.get_by_text("is larger than the effect because", exact=False).count() == 1
-    assert page.get_by_text("Three months after their first purchase", exact=False).count() == 1
+    for text in ("members compared", "is larger than the effect because", "Three months after their first purchase"):
+        page.wait_for_selector(f"text={text}", timeout=30_000)  # rendered, then counted once
+        assert page.get_by_text(text, exact=False).count() == 1, text
     page.wait_for_selector("text=Top advocates", timeout=30_000)
     assert page.get_by_text("Referral ROI", exact=True).count() >= 1
     assert page.get_by_role("button", name="Download everything on this page (Excel)").count() == 1
