@@ -23,14 +23,20 @@ import io
 import re
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import pandera.polars as pa
 import polars as pl
+
+with warnings.catch_warnings():
+    # Pandera imports pyspark.pandas when pyspark is installed (it is, for the Spark
+    # engine), which warns about the pandas version on every command-line import.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyspark\.")
+    import pandera.polars as pa
 
 from data import parse, staging
 from data.config import scratch_dir
@@ -831,7 +837,7 @@ def check_file(raw: bytes | str | Path, file_name: str, kind_name: str, *, expli
         if saved and chosen is None:
             notes.append("Columns mapped as you confirmed for files with these headers: "
                          + ", ".join(f"{f} = “{h}”" for f, h in saved.items()) + ".")
-        if store is not None:
+        if isinstance(store, Store):  # (a Spark store's rows are loaded from Polars)
             stage = staging.Stage(store.cursor(), owner=store)
         else:
             stage = staging.Stage(duckdb.connect(), private=True)

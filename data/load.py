@@ -1,6 +1,6 @@
 """Command-line loader: the same code path as the Data page.
 
-    python -m data.load KIND FILE [--db PATH] [--mode append|replace] [--preset NAME]
+    python -m data.load KIND FILE [--db PATH | --lake DIR] [--mode append|replace] [--preset NAME]
                         [--map FIELD=HEADER ...] [--dry-run] [--accept-valid]
                         [--month-first] [--report FILE.csv]
 
@@ -8,6 +8,10 @@ KIND is one of: orders, customers, survey_responses, loyalty_members, loyalty_ev
 referrals, programme_costs. Exit 0 with a one-line summary when the rows load (or, with
 --dry-run, would load); exit 1 with the report when the file is rejected; exit 2 on bad
 usage. A bad file never produces a Python traceback.
+
+``--lake DIR`` (or, without --db, the engine setting CM_ENGINE=spark with its Parquet
+location) loads into a Parquet location that the Spark engine reads, with the same
+checks and rules, committed at once (data.lakefiles; Spark is not started).
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", choices=list(KINDS), metavar="KIND", help="what the file holds: " + ", ".join(KINDS))
     ap.add_argument("file", type=Path, metavar="FILE", help="a CSV or TSV file")
-    ap.add_argument("--db", type=Path, help="the database (default: CM_DB_PATH, secrets.toml, data/warehouse.duckdb)")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, help="the database (default: CM_DB_PATH, secrets.toml, data/warehouse.duckdb)")
+    where.add_argument("--lake", type=Path, metavar="DIR",
+                       help="a Parquet location of the Spark engine (default with CM_ENGINE=spark: its location)")
     ap.add_argument("--mode", choices=("append", "replace"), default="append",
                     help="append upserts on the natural key (default); replace empties the table first")
     ap.add_argument("--preset", choices=["generic", *PRESETS], default=None,
@@ -100,7 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     from data.store import Store
 
     store = None
-    if not args.dry_run:  # checked rows wait inside the store's DuckDB until they load
+    lake = args.lake or (_configured_lake() if args.db is None else None)
+    if lake is not None and not args.dry_run:
+        from data.lakefiles import ParquetLake, not_writable
+
+        why = not_writable(lake)
+        if why:
+            print(f"cannot write to the lake: {why}. Nothing was changed.", file=sys.stderr)
+            return 1
+        store = ParquetLake(lake)
+    elif not args.dry_run:  # checked rows wait inside the store's DuckDB until they load
         path = args.db or db_path()
         try:
             store = Store(path)
@@ -112,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if store is not None:
             store.close()
+
+
+def _configured_lake() -> str | None:
+    """The Parquet location when the Spark engine is configured (else None)."""
+    from data.config import engine_settings
+
+    try:
+        e = engine_settings()
+    except ValueError:
+        return None
+    return e["location"] if e["engine"] == "spark" else None
 
 
 def _check_and_load(args: argparse.Namespace, settings: Settings, store) -> int:

@@ -30,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from data import dialect
+from data.lakefiles import MANIFEST, VERSIONS, ParquetLake, not_writable
 from data.store import DATE_COLUMNS, EXTRA_DDL, SCHEMA_VERSION, TABLES, TableInfo, table_columns
 
 # Tables the app reads besides the canonical ones (the Data page's history). On Spark
@@ -72,13 +73,14 @@ def spark_session(master: str | None = "local[2]", remote: str | None = None, *,
 
 
 class SparkStore:
-    """The read seam of :class:`data.store.Store` on a Spark session.
+    """The read seam of :class:`data.store.Store` on a Spark session, and, when the
+    tables are Parquet files in a writable folder, the store's writes
+    (data.lakefiles: same rules, committed at once).
 
     ``location``: a directory of Parquet tables (``<location>/<table>/``), or
     ``catalog``: a Spark catalog database holding tables of the canonical names."""
 
     engine = "spark"
-    read_only = True
 
     def __init__(self, location: str | Path | None = None, *, catalog: str | None = None, session=None,
                  master: str | None = "local[2]", remote: str | None = None) -> None:
@@ -90,7 +92,9 @@ class SparkStore:
         self.master = None if remote else (master or "local[2]")
         self.spark = session or spark_session(self.master, remote)
         self.path = "spark:" + (self.location or f"catalog:{catalog}")
+        self.lake = ParquetLake(self.location) if self.location else None
         self._lock = threading.Lock()  # temporary-view names and registration
+        self._registered = None  # the lake's version the views were registered at
         self.refresh()
 
     @classmethod
@@ -114,10 +118,8 @@ class SparkStore:
 
     def _source(self, name: str):
         if self.location:
-            path = Path(self.location) / name
-            if not path.exists() or not any(path.glob("**/*.parquet")):
-                return None
-            return self.spark.read.parquet(str(path))
+            path = self.lake.table_dir(name)  # the manifest's folder after an import
+            return None if path is None else self.spark.read.parquet(str(path))
         full = f"{self.catalog}.{name}"
         return self.spark.table(full) if self.spark.catalog.tableExists(full) else None
 
@@ -126,6 +128,7 @@ class SparkStore:
         missing at the location is an empty view of the canonical columns."""
         present = set()
         with self._lock:
+            self._registered = self.lake.version_token() if self.lake else None
             for name in (*TABLES, *EXTRA_TABLES):
                 df = self._source(name)
                 if df is None:
@@ -163,13 +166,20 @@ class SparkStore:
         return out.row(0)[0] if out.height else None
 
     def data_version(self) -> str:
-        """Changes whenever a table's files change (Parquet: paths, sizes and times;
-        catalog: row counts)."""
+        """Changes whenever a table's files change (Parquet: the manifest, and the
+        files' paths, sizes and times; catalog: row counts). An import committed by
+        another process re-registers the tables here."""
         h = hashlib.sha256()
-        if self.location:
-            for path in sorted(Path(self.location).glob("*/**/*.parquet")):
-                st = path.stat()
-                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+        if self.lake is not None:
+            token = self.lake.version_token()
+            if token != self._registered:
+                self.refresh()
+            h.update(token.encode())
+            for name in (*TABLES, *EXTRA_TABLES):
+                d = self.lake.table_dir(name)
+                for path in sorted(d.glob("**/*.parquet")) if d else ():
+                    st = path.stat()
+                    h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())
         else:
             for info in self.table_info():
                 h.update(f"{info.name}|{info.rows}|{info.last}".encode())
@@ -184,7 +194,7 @@ class SparkStore:
         return out
 
     def remembered_mapping(self, kind: str, signature: str) -> dict[str, str]:
-        return {}
+        return self.lake.remembered_mapping(kind, signature) if self.lake else {}
 
     def imports(self) -> pl.DataFrame:
         return self.query("SELECT * FROM imports ORDER BY import_id DESC")
@@ -199,22 +209,47 @@ class SparkStore:
         """Leaves the Spark session running (it may be shared); drops nothing."""
 
     # -- writes ---------------------------------------------------------------------------
-    def _refuse(self, what: str):
-        raise SparkError(f"{what} is not available on Spark: the tables at {self.where()} are read-only "
-                         "to the dashboard. Load the data into the lake with your own pipeline, or export "
-                         "a DuckDB database there with `python -m data.lake export`.")
+    def writable(self) -> str | None:
+        """None when imports can be written to the tables' location, else why not."""
+        return not_writable(self.location)
+
+    def _writer(self, what: str) -> ParquetLake:
+        why = self.writable()
+        if why or self.lake is None:
+            raise SparkError(f"{what} is not available here: {why}. The tables at {self.where()} are read-only "
+                             "to the dashboard: load the data into the lake with your own pipeline, or export a "
+                             "DuckDB database there with `python -m data.lake export`.")
+        return self.lake
+
+    def _write(self, what: str, fn):
+        """A write through data.lakefiles (the embedded store's rules, committed at
+        once), then the tables re-registered on the Spark session."""
+        lake = self._writer(what)
+        try:
+            return fn(lake)
+        finally:
+            self.refresh()
 
     def transaction(self):
-        self._refuse("Importing")
+        self._writer("Writing in a transaction")
+        raise SparkError("a Spark store writes whole loads (load_frames), not transactions")
 
-    def load_frames(self, *args, **kwargs):
-        self._refuse("Importing")
+    def load_frames(self, frames, **kwargs):
+        """:meth:`data.store.Store.load_frames` into the Parquet location (Polars
+        frames; the import's checks are data.importer's, unchanged)."""
+        return self._write("Importing", lambda lake: lake.load_frames(frames, **kwargs))
 
-    def undo_import(self, *args, **kwargs):
-        self._refuse("Undoing an import")
+    def undo_import(self, import_id: int) -> dict[str, int]:
+        return self._write("Undoing an import", lambda lake: lake.undo_import(import_id))
 
-    def forget(self, *args, **kwargs):
-        self._refuse("Forgetting a customer")
+    def forget(self, keys) -> dict[str, int]:
+        return self._write("Forgetting a customer", lambda lake: lake.forget(keys))
+
+    def find_customers(self, identifier: str) -> list[int]:
+        return self._writer("Finding a customer to forget").find_customers(identifier)
+
+    def remember_mapping(self, kind: str, signature: str, mapping: dict[str, str]) -> None:
+        self._write("Remembering a column mapping", lambda lake: lake.remember_mapping(kind, signature, mapping))
 
 
 # -- types across the seam --------------------------------------------------------------------
@@ -264,6 +299,8 @@ def export_parquet(store, location: str | Path) -> dict[str, int]:
     import shutil
 
     root = Path(location)
+    (root / MANIFEST).unlink(missing_ok=True)  # a fresh export: no earlier imports' versions
+    shutil.rmtree(root / VERSIONS, ignore_errors=True)
     out = {}
     for name in (*TABLES, *EXTRA_TABLES):
         frame = store.query(f'SELECT * FROM "{name}"')  # names from the allowlist above

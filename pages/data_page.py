@@ -94,10 +94,12 @@ frame.dataframe(st,
 
 # -- import a file -----------------------------------------------------------------
 st.subheader(ctx.t("imp.title"))
-if spark:  # the lake is read-only to the dashboard: no upload, no demo rebuild
-    st.info(ctx.t("data.spark_read_only", where=s.where()), icon=":material/cloud:")
+if spark and (why := s.writable()):  # a catalog, a remote or read-only location: no upload
+    st.info(ctx.t("data.spark_read_only", where=s.where(), why=why), icon=":material/cloud:")
     st.stop()
 st.caption(ctx.t("imp.help"))
+if spark:
+    st.caption(ctx.t("data.spark_writes", where=s.where()))
 with st.form("import"):
     upload = st.file_uploader(ctx.t("imp.file"), type=["csv", "tsv", "txt", "xlsx"])
     a, b, c = st.columns(3)
@@ -202,6 +204,8 @@ else:
         with st.expander(ctx.t("imp.quarantine", n=fmt.number(quarantined.height, ctx.lang))):
             frame.dataframe(st, quarantined, hide_index=True, width="stretch")
 
+if spark:  # the demo data goes to a lake with `python -m data.lake export`
+    st.stop()
 st.subheader(ctx.t("data.demo"))
 st.caption(ctx.t("data.demo_help"))
 with st.form("demo"):

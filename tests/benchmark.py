@@ -49,7 +49,9 @@ With ``--paint``: the app's first paint at the default demo size in headless Chr
 With ``--load`` (and nothing else: it runs alone, at one size, ``--customers``, default
 20,000): the app under many people at once. A demo database (load_<n>.duckdb, kept with
 ``--reuse``; each run works on a copy, since the run imports into it) is served by
-``python app.py`` (CM_AUTH=off) and browsed from one headless Chromium by
+``python app.py`` (CM_AUTH=off) and, once its warm-up has filled the default views'
+caches (pages.ui.warmup; the time it took is reported; ``--load-cold`` turns it off
+and the sessions arrive on a cold server), browsed from one headless Chromium by
 ``--load-sessions`` (20) browser contexts, each loading the Overview, Retention, Segments
 and Surveys pages in turn for ``--load-seconds`` (60) and until the import below is
 done; a load counts when the page's content is there and the script has finished, and
@@ -678,12 +680,17 @@ def _pct(values: list[float], q: float) -> float | None:
     return s[max(0, min(len(s) - 1, -(-len(s) * q // 100) - 1))]
 
 
-def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: float = 180.0) -> dict:
+def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: float = 180.0,
+             cold: bool = False) -> dict:
     """Start the app on ``db`` (CM_AUTH=off) and drive it from one headless Chromium with
     ``sessions`` browser contexts, each loading the Overview, Retention, Segments and
     Surveys pages in turn for ``seconds``; meanwhile one more context imports an orders
     CSV of new customers through the Data page. Every Overview load's customer cards must
-    show the value before the import or the value after it."""
+    show the value before the import or the value after it.
+
+    The sessions arrive once the server's warm-up (pages.ui.warmup) has filled the
+    default views' caches, as on a server started before people use it; ``cold``
+    turns the warm-up off and sends them at once."""
     import asyncio
     import socket
     import urllib.request
@@ -694,7 +701,7 @@ def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: f
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "CM_DB_PATH": str(db), "CM_AUTH": "off"}
+    env = {**os.environ, "CM_DB_PATH": str(db), "CM_AUTH": "off", "CM_WARMUP": "0" if cold else "1"}
     log = open(db.with_suffix(".server.log"), "wb")
     # `python app.py ...` as the browser tests start it, with faulthandler listening for
     # SIGUSR1 so that a hung server can dump every thread's Python stack into the log.
@@ -721,6 +728,17 @@ def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: f
                 raise RuntimeError(f"the app did not start; see {log.name}")
             time.sleep(0.2)
     server_up = time.perf_counter() - t_start
+    warm_line, warm_s = None, None
+    while not cold and warm_line is None:
+        text = Path(log.name).read_bytes().decode(errors="replace")
+        warm_line = next((line for line in text.splitlines() if line.startswith("warm-up:")), None)
+        if warm_line is None:
+            if proc.poll() is not None or time.perf_counter() - t_start > 900:
+                proc.kill()
+                raise RuntimeError(f"no warm-up line from the app; see {log.name}")
+            time.sleep(0.5)
+        else:
+            warm_s = time.perf_counter() - t_start - server_up
     rss_start = _vm_kb(proc.pid, "VmRSS")
     csv = _load_csv(last, LOAD_IMPORT_ROWS)
     loads: list[dict] = []
@@ -958,6 +976,7 @@ def run_load(db: Path, *, sessions: int, seconds: float, last: str, timeout_s: f
              and r["cards"] != after]
     return {
         "sessions": sessions, "duration_s": seconds, "wall_s": wall, "server_start_s": server_up,
+        "cold": cold, "warmup_s": warm_s, "warmup": warm_line,
         "server_alive_at_end": alive,
         "page_loads": len(loads), "page_loads_ok": sum(r["seconds"] is not None for r in loads),
         "errors": len(bad), "error_kinds": kinds, "pages": pages,
@@ -1014,9 +1033,26 @@ def child_spark(db: str, customers: int) -> dict:
             row[f"{label}_s"] = time.perf_counter() - t
         pages[page] = row
         print(f"  {page:10s} duckdb {row['duckdb_s']:7.2f} s   spark {row['spark_s']:7.2f} s", file=sys.stderr, flush=True)
+    # An import into the lake (data.lakefiles through the Spark store): 500 orders of new
+    # customers, checked, loaded with the store's rules, the changed tables rewritten as
+    # Parquet and committed; then the Overview on Spark sees them.
+    from data import importer
+
+    last = duck.scalar("SELECT max(ordered_at)::DATE FROM orders")
     duck.close()
+    csv = lake.with_name("spark_import.csv")
+    csv.write_bytes(_load_csv(str(last), 500))
+    t = time.perf_counter()
+    report = importer.check_file(csv, csv.name, "orders", store=spark)
+    checked_s = time.perf_counter() - t
+    importer.load(spark, report, mode="append")
+    import_s = time.perf_counter() - t
+    seen = spark.scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'LT-%'")
     return {"orders": int(first), "export_s": export_s, "spark_session_s": session_s,
-            "spark_first_result_s": first_result_s, "pages": pages, "peak_rss_mb": _rss_mb()}
+            "spark_first_result_s": first_result_s, "pages": pages,
+            "lake_import": {"rows": report.rows_read, "ok": report.ok, "check_s": checked_s, "total_s": import_s,
+                            "seen_on_spark": int(seen)},
+            "peak_rss_mb": _rss_mb()}
 
 
 CHILDREN = {"generate": child_generate, "retention": child_retention, "overview": child_overview, "paint": child_paint,
@@ -1061,6 +1097,8 @@ def main() -> int:
     ap.add_argument("--load-sessions", type=int, default=20, help="browser sessions for --load")
     ap.add_argument("--load-seconds", type=float, default=60.0,
                     help="how long each --load session keeps starting page loads")
+    ap.add_argument("--load-cold", action="store_true",
+                    help="--load with the server's warm-up off: every session arrives on empty caches")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write the databases (default: a temp dir)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the databases already in --workdir instead of generating them again")
@@ -1088,7 +1126,7 @@ def main() -> int:
         return n, res
     if args.load:
         results["load"] = load_benchmark(workdir, args.customers[0], args.load_sessions, args.load_seconds,
-                                         args.reuse)
+                                         args.reuse, cold=args.load_cold)
         return write_results(results)
     for n in args.customers:
         db = workdir / f"bench_{n}.duckdb"
@@ -1191,6 +1229,10 @@ def main() -> int:
         for page, row in sp["pages"].items():
             print(f"{page:10s} duckdb {row['duckdb_s']:7.2f} s   spark {row['spark_s']:7.2f} s   "
                   f"x{row['spark_s'] / max(row['duckdb_s'], 1e-9):5.1f}")
+        li = sp["lake_import"]
+        print(f"import of {li['rows']} orders into the lake (checked, loaded, changed tables rewritten as Parquet, "
+              f"committed): {li['total_s']:.1f} s (check {li['check_s']:.1f} s); {li['seen_on_spark']} seen on Spark; "
+              f"driver peak RSS {sp['peak_rss_mb']:.0f} MB")
     if args.segments:
         n, seg = on_largest("segments")
         print(f"\n== Segments page computation, {n:,}-customer database: RFM + segments cold "
@@ -1232,7 +1274,7 @@ def write_results(results: dict) -> int:
     return 0
 
 
-def load_benchmark(workdir: Path, n: int, sessions: int, seconds: float, reuse: bool) -> dict:
+def load_benchmark(workdir: Path, n: int, sessions: int, seconds: float, reuse: bool, *, cold: bool = False) -> dict:
     """--load: a demo database of ``n`` customers (kept as load_<n>.duckdb, reused with
     --reuse), copied for each run since the run's import changes it; the expected cards
     read before and after; the browsers' figures; a summary printed."""
@@ -1250,7 +1292,8 @@ def load_benchmark(workdir: Path, n: int, sessions: int, seconds: float, reuse: 
     expected_before = run_child("load_expected", db, n)
     print(f"\n== load: {sessions} browser sessions for {seconds:.0f} s on {n:,} customers, "
           f"one importing {LOAD_IMPORT_ROWS} orders of new customers ...", flush=True)
-    res = run_load(db, sessions=sessions, seconds=seconds, last=expected_before["last"])
+    res = run_load(db, sessions=sessions, seconds=seconds, last=expected_before["last"], cold=cold)
+    print(f"server warm-up: {res['warmup_s']:.1f} s ({res['warmup']})" if res["warmup"] else "server warm-up: off (cold)")
     expected_after = run_child("load_expected", db, n)
     res.update(customers=n, expected_before=expected_before["cards"], expected_after=expected_after["cards"])
     # The first and last fresh loads should show what the metrics compute.

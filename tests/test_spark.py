@@ -203,14 +203,61 @@ def test_hostile_parameters_are_values_on_spark(engines):
 
 
 @needs_spark
-def test_spark_store_refuses_writes_with_a_clear_message(engines):
-    from data.spark import SparkError
+def test_spark_store_refuses_writes_where_it_cannot_write(engines, tmp_path):
+    """A catalog database or a location off this machine takes no imports: a clear
+    refusal naming why, before anything is read."""
+    from data.spark import SparkError, SparkStore, export_parquet
 
-    _, spark, _ = engines
-    with pytest.raises(SparkError, match="read-only to the dashboard"):
-        spark.load_frames("orders", {})
+    duck, spark, _ = engines
+    export_parquet(duck, tmp_path / "lake")
+    s = SparkStore(tmp_path / "lake", session=spark.spark)
+    s.location = "s3a://bucket/lake"  # as configured for a remote lake
+    with pytest.raises(SparkError, match="read-only to the dashboard") as e:
+        s.load_frames({"orders": pl.DataFrame()}, kind="orders")
+    assert "not on this machine's file system" in str(e.value)
     with pytest.raises(SparkError, match="read-only"):
-        spark.forget([1])
+        s.forget([1])
+    assert s.writable() and not SparkStore(tmp_path / "lake", session=spark.spark).writable()
+
+
+@needs_spark
+def test_an_import_on_spark_is_checked_written_as_parquet_and_undone(engines, tmp_path):
+    """On a writable Parquet location an import goes through the same checks and the
+    same loading rules as in DuckDB; Spark then computes what DuckDB computes on the
+    same import; undo restores the data."""
+    from data import importer
+    from data.spark import SparkStore, export_parquet
+
+    duck, spark, root = engines
+    export_parquet(duck, tmp_path / "lake")
+    s = SparkStore(tmp_path / "lake", session=spark.spark)
+    shutil.copyfile(root / "demo.duckdb", tmp_path / "local.duckdb")  # the same data, in DuckDB
+    local = Store(tmp_path / "local.duckdb")
+    f = tmp_path / "orders.csv"
+    f.write_text("order_id,customer_id,ordered_at,revenue,status,channel\n"
+                 "SP-1,SP-C1,03/06/2026 10:00,150000,Hoàn thành,Zalo\n"
+                 "SP-2,SP-C2,04/06/2026 11:30,\"1.250.000 ₫\",completed,shopee\n", encoding="utf-8")
+    v0 = s.data_version()
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f.read_text() + "SP-3,SP-C3,31/02/2026 10:00,5000,completed,zalo\n", encoding="utf-8")
+    rejected = importer.check_file(bad, bad.name, "orders", store=s)
+    assert not rejected.ok
+    with pytest.raises(importer.FileProblem):
+        importer.load(s, rejected)
+    assert s.data_version() == v0
+    iid = importer.load(s, importer.check_file(f, f.name, "orders", store=s), mode="append")
+    importer.load(local, importer.check_file(f, f.name, "orders", store=local), mode="append")
+    assert s.data_version() != v0
+    assert s.scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'SP-%'") == 2
+    assert s.imports()["import_id"][0] == iid
+    for page in ("overview", "loyalty"):
+        for name, call in MS.SUITE[page]:
+            diffs = MS.differences(call(local, MS.setting(local)), call(s, MS.setting(s)))
+            assert not diffs, (page, name, diffs[:5])
+    s.undo_import(iid)
+    assert s.scalar("SELECT count(*) FROM orders WHERE order_id LIKE 'SP-%'") == 0
+    assert s.scalar("SELECT count(*) FROM customers WHERE customer_id LIKE 'SP-%'") == 0
+    local.close()
 
 
 @needs_spark
@@ -230,7 +277,7 @@ def test_data_version_changes_with_the_files(engines, tmp_path):
 @needs_spark
 def test_the_app_runs_on_spark(engines, monkeypatch):
     """Overview on Spark shows the cards DuckDB's Overview shows; the Data page names
-    the engine and the location and offers no upload."""
+    the engine and the location, and takes uploads into the (writable) lake."""
     from streamlit.testing.v1 import AppTest
 
     duck, spark, root = engines
@@ -253,6 +300,7 @@ def test_the_app_runs_on_spark(engines, monkeypatch):
     on_spark = run("", CM_ENGINE="spark", CM_LAKE_PATH=str(root / "lake"))
     assert [(m.label, m.value) for m in on_spark.metric] == cards and len(cards) == 15
     data = run("pages/data_page.py", CM_ENGINE="spark", CM_LAKE_PATH=str(root / "lake"))
-    shown = "\n".join(str(m.value) for m in data.markdown) + "\n".join(str(i.value) for i in data.info)
-    assert "Apache Spark" in shown and str(root / "lake") in shown and "read-only" in shown
-    assert not data.get("file_uploader")
+    shown = "\n".join(str(m.value) for m in [*data.markdown, *data.caption])
+    assert "Apache Spark" in shown and str(root / "lake") in shown and "written to the lake as Parquet" in shown
+    assert data.get("file_uploader")  # a writable folder takes uploads
+    assert not [b for b in data.button if "demo" in str(b.label).lower()]

@@ -248,12 +248,18 @@ STRINGS: dict[str, tuple[str, str]] = {
         "per customer) come back to the app.",
     ),
     "data.spark_read_only": (
-        "Trên Spark, bảng dữ liệu tại `{where}` chỉ được đọc: nạp tệp, hoàn tác và dữ liệu mẫu không có ở đây. "
+        "Trên Spark, bảng dữ liệu tại `{where}` chỉ được đọc ({why}): nạp tệp và hoàn tác không có ở đây. "
         "Đưa dữ liệu vào kho bằng quy trình của bạn, hoặc xuất một cơ sở DuckDB sang đó bằng "
         "`python -m data.lake export`.",
-        "On Spark the tables at `{where}` are read-only to the dashboard: uploads, undo and the demo data are "
-        "not available here. Load the lake with your own pipeline, or export a DuckDB database to it with "
+        "On Spark the tables at `{where}` are read-only to the dashboard ({why}): uploads and undo are not "
+        "available here. Load the lake with your own pipeline, or export a DuckDB database to it with "
         "`python -m data.lake export`.",
+    ),
+    "data.spark_writes": (
+        "Tệp được kiểm tra như mọi khi, rồi ghi vào kho dưới dạng Parquet tại `{where}`; mỗi lần nhập "
+        "được ghi trọn vẹn một lần (hoặc không ghi gì) và có thể hoàn tác.",
+        "Files are checked as always, then written to the lake as Parquet at `{where}`; each import is "
+        "committed whole, at once (or not at all), and can be undone.",
     ),
     "data.where": ("Cơ sở dữ liệu: `{path}` (DuckDB, phiên bản lược đồ {version}).", "Database: `{path}` (DuckDB, schema version {version})."),
     "data.demo": ("Dữ liệu mẫu", "Demo data"),

@@ -1,0 +1,318 @@
+"""Writing to a Parquet location: imports, undo and forgetting a customer when the
+tables live in the lake (the Spark engine), with the embedded store's rules.
+
+A location holds one folder of Parquet files per table (``<location>/<table>/``, as
+``python -m data.lake export`` writes it). A write never edits those files. It:
+
+1. reads the location's tables into a scratch DuckDB :class:`data.store.Store` (in
+   memory, or spilling to the scratch directory),
+2. does the work there with the store's own code (``load_frames``: the upsert on the
+   natural key, customer keys, minimal customers, the quarantine, the undo copies,
+   the imports record; ``undo_import``; ``forget``), so every rule is the same as in
+   the embedded database, and the file's checks (data.importer) are the same too,
+3. writes each table whose rows changed (a count and a hash of every row, before and
+   after) as a new folder under ``<location>/_v/<version>/<table>/``, and
+4. commits by replacing ``<location>/_manifest.json`` (table -> folder) in one
+   atomic rename: readers see every changed table switch at once, or none of them.
+   A failure at any step before that leaves the location exactly as it was; the
+   folders it wrote are removed, and any left by a crash are cleared by the next write.
+
+Writers are serialised by a lock file in the location. The folders the previous
+manifest named are kept (a query in flight may still read them); older ones go.
+
+Only a location on this machine's file system, existing and writable, can be written;
+anything else (``s3a://``, ``hdfs://``, a catalog database, a read-only folder) gets
+a clear refusal: :func:`not_writable` says why.
+
+No Spark here: DuckDB reads and writes the Parquet files. ``ParquetLake`` also answers
+the read calls the import needs (imports, remembered mappings, finding a customer),
+so the command line (``python -m data.load ... --lake DIR``) writes to a location
+without starting Spark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import polars as pl
+
+from data.store import EXTRA_DDL, TABLES, Store
+
+MANIFEST = "_manifest.json"
+VERSIONS = "_v"
+LOCK = ".lock"
+_LOCAL = threading.Lock()
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # a table; "_v" and the like are the lake's own
+T = TypeVar("T")
+
+
+class LakeWriteError(RuntimeError):
+    """The location cannot be written (the message says why and what to do)."""
+
+
+def not_writable(location: str | Path | None) -> str | None:
+    """Why ``location`` cannot take imports, or None when it can."""
+    if location is None:
+        return "the tables are in a catalog database, which only your own pipelines write"
+    text = str(location)
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) and not text.startswith("file://"):
+        return f"{text} is not on this machine's file system"
+    path = Path(text.removeprefix("file://"))
+    if not path.is_dir():
+        return f"{path} is not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable by the dashboard"
+    return None
+
+
+class ParquetLake:
+    """The tables of one Parquet location, read and written through DuckDB."""
+
+    engine = "parquet"
+
+    def __init__(self, location: str | Path) -> None:
+        self.root = Path(str(location).removeprefix("file://"))
+        self.path = f"parquet:{self.root}"
+
+    # -- where each table is --------------------------------------------------------
+    def manifest(self) -> dict[str, str]:
+        """table -> folder relative to the root (the manifest, else ``<table>``)."""
+        try:
+            text = (self.root / MANIFEST).read_text()
+        except FileNotFoundError:
+            return {}
+        return {k: v for k, v in json.loads(text)["tables"].items() if _NAME.match(k)}
+
+    def table_dir(self, name: str) -> Path | None:
+        """The folder holding ``name``'s Parquet files, or None when there is none."""
+        rel = self.manifest().get(name, name)
+        d = self.root / rel
+        return d if d.is_dir() and any(d.glob("**/*.parquet")) else None
+
+    def tables(self) -> list[str]:
+        """Every table at the location (canonical, extra and undo copies)."""
+        names = set(self.manifest())
+        names |= {p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name)} if self.root.is_dir() else set()
+        return sorted(n for n in names if self.table_dir(n) is not None)
+
+    def version_token(self) -> str:
+        """What changes when a write commits (the manifest's text)."""
+        try:
+            return (self.root / MANIFEST).read_text()
+        except FileNotFoundError:
+            return ""
+
+    # -- reading ------------------------------------------------------------------------
+    def _reader(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        for name in (*TABLES, *EXTRA_DDL, *self.tables()):
+            d = self.table_dir(name)
+            if d is not None:
+                # a view cannot take a parameter: the path is the location's (configured,
+                # quote-checked) and an allowlisted table name
+                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM '
+                            f"read_parquet('{_quote(d / '**' / '*.parquet')}')")
+        return con
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """A read query on the location's tables (DuckDB dialect). A table absent at
+        the location is not there: callers ask only for the import's tables."""
+        con = self._reader()
+        try:
+            return con.sql(sql, params=dict(params or {})).pl()
+        finally:
+            con.close()
+
+    def imports(self) -> pl.DataFrame:
+        if self.table_dir("imports") is None:  # none yet: the table's columns, no rows
+            empty = Store(":memory:")
+            try:
+                return empty.imports()
+            finally:
+                empty.close()
+        return self.query("SELECT * FROM imports ORDER BY import_id DESC")
+
+    def remembered_mapping(self, kind: str, signature: str) -> dict[str, str]:
+        if self.table_dir("column_mappings") is None:
+            return {}
+        rows = self.query("SELECT field, header FROM column_mappings WHERE kind = $k AND signature = $s",
+                          {"k": kind, "s": signature}).rows()
+        return dict(rows)
+
+    def find_customers(self, identifier: str) -> list[int]:
+        return self.scratch(lambda s: s.find_customers(identifier), tables=("customers",))
+
+    def close(self) -> None:
+        """Nothing stays open between calls."""
+
+    # -- writing ------------------------------------------------------------------------
+    def load_frames(self, frames: Mapping[str, pl.DataFrame], **kwargs: Any) -> int:
+        """:meth:`data.store.Store.load_frames` on the location (Polars frames)."""
+        return self.write(lambda s: s.load_frames(frames, **kwargs))
+
+    def undo_import(self, import_id: int) -> dict[str, int]:
+        return self.write(lambda s: s.undo_import(import_id))
+
+    def forget(self, keys: Sequence[int]) -> dict[str, int]:
+        return self.write(lambda s: s.forget(keys))
+
+    def remember_mapping(self, kind: str, signature: str, mapping: dict[str, str]) -> None:
+        self.write(lambda s: s.remember_mapping(kind, signature, mapping))
+
+    def scratch(self, fn: Callable[[Store], T], *, tables: Sequence[str] | None = None) -> T:
+        """``fn`` on a scratch store holding the location's tables (read only: nothing
+        is written back)."""
+        store = self._load_scratch(tables)
+        try:
+            return fn(store)
+        finally:
+            store.close()
+
+    def write(self, fn: Callable[[Store], T]) -> T:
+        """``fn`` on a scratch store holding the location's tables; then the tables it
+        changed are written and committed together (see the module's notes). Raises
+        LakeWriteError when the location cannot be written; on any failure nothing
+        changes at the location."""
+        why = not_writable(self.root)
+        if why:
+            raise LakeWriteError(f"Imports cannot be written to the lake: {why}.")
+        with self._locked():
+            self._clear_unreferenced()
+            store = self._load_scratch(None)
+            try:
+                before = _fingerprints(store)
+                result = fn(store)
+                after = _fingerprints(store)
+                changed = sorted(n for n, fp in after.items() if before.get(n) != fp)
+                if changed:
+                    self._commit(store, changed)
+            finally:
+                store.close()
+            return result
+
+    # -- the steps ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with _LOCAL, open(self.root / LOCK, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _load_scratch(self, tables: Sequence[str] | None) -> Store:
+        from data.config import memory_limit, scratch_dir
+
+        store = Store(":memory:")
+        cur = store.cursor()
+        try:
+            cur.execute("SET temp_directory = $d", {"d": str(scratch_dir() / f"lake-{uuid.uuid4().hex[:8]}.tmp")})
+            cur.execute("SET memory_limit = $m", {"m": memory_limit()})
+            schema = {r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            for name in (tables or self.tables()):
+                d = self.table_dir(name)
+                if d is None or not _NAME.match(name):
+                    continue
+                files = str(d / "**" / "*.parquet")
+                if name in schema:  # the store's own columns, by name
+                    cur.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM read_parquet($p)', {"p": files})
+                else:  # an undo copy (<table>__replaced)
+                    cur.execute(f'CREATE TABLE "{name}" AS SELECT * FROM read_parquet($p)', {"p": files})
+        except BaseException:
+            store.close()
+            raise
+        finally:
+            cur.close()
+        return store
+
+    def _commit(self, store: Store, changed: list[str]) -> None:
+        version = f"{uuid.uuid4().hex[:12]}"
+        base = self.root / VERSIONS / version
+        try:
+            cur = store.cursor()
+            try:
+                for name in changed:
+                    (base / name).mkdir(parents=True)
+                    cur.execute(f'COPY (SELECT * FROM "{name}") TO \'{_quote(base / name / "part-0.parquet")}\' '
+                                "(FORMAT parquet)")
+            finally:
+                cur.close()
+            tables = {n: self.manifest().get(n, n) for n in self.tables()}
+            tables.update({n: f"{VERSIONS}/{version}/{n}" for n in changed})
+            # The folders the previous manifest named stay for the queries still reading them.
+            kept = sorted(_versions(self.manifest().values()))
+            tmp = self.root / f".{MANIFEST}.{version}"
+            with open(tmp, "w") as fh:
+                json.dump({"version": version, "tables": tables, "kept": kept}, fh, indent=1, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _test_hook_before_commit()
+            os.replace(tmp, self.root / MANIFEST)  # the commit
+        except BaseException:
+            shutil.rmtree(base, ignore_errors=True)
+            for p in self.root.glob(f".{MANIFEST}.*"):
+                p.unlink(missing_ok=True)
+            raise
+        self._clear_unreferenced()
+
+    def _clear_unreferenced(self) -> None:
+        """Remove version folders that neither the manifest nor the one before it names
+        (a crash's leftovers, and versions no reader can still be reading)."""
+        vdir = self.root / VERSIONS
+        if not vdir.is_dir():
+            return
+        keep: set[str] = set()
+        token = self.version_token()
+        if token:
+            m = json.loads(token)
+            keep |= _versions(m["tables"].values()) | set(m.get("kept", ()))
+        for p in vdir.iterdir():
+            if p.name not in keep:
+                shutil.rmtree(p, ignore_errors=True)
+        for p in self.root.glob(f".{MANIFEST}.*"):
+            p.unlink(missing_ok=True)
+
+
+def _versions(folders) -> set[str]:
+    """The version ids in manifest folders (``_v/<version>/<table>``)."""
+    return {f.split("/")[1] for f in folders if f.startswith(f"{VERSIONS}/") and f.count("/") == 2}
+
+
+def _quote(path: Path) -> str:
+    """A path for COPY ... TO (a literal: DuckDB does not bind it); written by this
+    module under the location, from a hex version and an allowlisted table name."""
+    text = str(path)
+    if "'" in text:
+        raise LakeWriteError(f"the lake's path may not contain a quote: {text}")
+    return text
+
+
+def _fingerprints(store: Store) -> dict[str, tuple]:
+    cur = store.cursor()
+    try:
+        names = [r[0] for r in cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_type = 'BASE TABLE'").fetchall()]
+        out = {}
+        for name in names:
+            if name in ("meta", "schema_version") or not _NAME.match(name):
+                continue
+            out[name] = tuple(cur.execute(f'SELECT count(*), coalesce(sum(hash(t)), 0) FROM "{name}" t').fetchall()[0])
+        return out
+    finally:
+        cur.close()
+
+
+def _test_hook_before_commit() -> None:
+    """Tests replace this to fail (or stop the process) just before the commit."""
