@@ -764,3 +764,28 @@ def test_pages_hand_tables_to_streamlit_as_arrow():
         assert not direct, (page.name, direct)
         for m in re.finditer(r"data_editor\(\s*([^,]+),", text):
             assert "to_arrow().to_pandas()" in m.group(1), page.name
+
+
+def test_the_warm_up_session_is_a_viewer_of_the_workspace_in_its_link_and_nothing_more(hosted, monkeypatch):
+    """Hosted, the server's own warm-up (pages.ui.warmup, recognised by its token) runs
+    a workspace's pages as a viewer without signing in; without the token, or for a
+    workspace that does not exist, nothing is shown."""
+    from pages.ui import warmup
+
+    root, _ = hosted
+    monkeypatch.setattr(warmup, "is_warmup_session", lambda headers, ip: True)
+    at = hosted_app(monkeypatch, lang="en", ws="alpha", period="all")
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.metric) > 0  # alpha's overview
+    assert f"{warmup.USER} · viewer · alpha" in [c.value for c in at.sidebar.caption]
+    signed_in = audit_rows(root, "SELECT count(*) FROM audit_log WHERE action = 'sign_in'")[0][0]
+    assert signed_in == 0  # not a sign-in
+    for ws in ("gamma", "../alpha", ""):
+        at = hosted_app(monkeypatch, lang="en", ws=ws)
+        at.run()
+        assert not at.exception and len(at.metric) == 0 and len(at.title) == 0, ws
+    monkeypatch.setattr(warmup, "is_warmup_session", lambda headers, ip: False)
+    at = hosted_app(monkeypatch, lang="en", ws="alpha")
+    at.run()
+    assert [t.value for t in at.title] == ["Sign in to continue"]

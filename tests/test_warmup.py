@@ -120,10 +120,83 @@ def test_a_visitors_default_view_finds_everything_cached(warmed):
     assert not grew, f"a visitor's default view computed again: {grew}"
 
 
-def test_off_by_setting_and_when_hosted(monkeypatch):
+def test_off_by_setting(monkeypatch):
     monkeypatch.setenv(warmup.ENV_VAR, "0")
     assert not warmup.enabled()
     assert warmup.start_in_background() is None
     monkeypatch.setenv(warmup.ENV_VAR, "1")
-    monkeypatch.setattr("data.config.auth_configured", lambda *a, **k: True)
-    assert not warmup.enabled()
+    assert warmup.enabled()
+
+
+def test_only_this_process_with_its_token_over_loopback_is_the_warm_up():
+    token = warmup._TOKEN
+    assert warmup.is_warmup_session({warmup.TOKEN_HEADER: token}, None)
+    assert warmup.is_warmup_session({warmup.TOKEN_HEADER.lower(): token}, None)
+    assert not warmup.is_warmup_session({warmup.TOKEN_HEADER: token}, "203.0.113.9")  # not over loopback
+    assert not warmup.is_warmup_session({warmup.TOKEN_HEADER: token[:-1] + "x"}, None)
+    assert not warmup.is_warmup_session({warmup.TOKEN_HEADER: ""}, None)
+    assert not warmup.is_warmup_session({}, None) and not warmup.is_warmup_session(None, None)
+
+
+def test_hosted_every_workspace_is_a_target(monkeypatch, tmp_path):
+    from data import config
+
+    monkeypatch.setattr(config, "auth_configured", lambda *a, **k: False)
+    assert warmup.targets() == [""]
+    monkeypatch.setattr(config, "auth_configured", lambda *a, **k: True)
+    monkeypatch.setattr(config, "workspaces_root", lambda *a, **k: tmp_path)
+    for name in ("shop-hcm", "control", "beta", "Bad Name"):
+        (tmp_path / f"{name}.duckdb").write_bytes(b"")
+    assert warmup.targets() == ["ws=beta", "ws=shop-hcm"]
+
+
+def test_hosted_the_server_warms_every_workspace(tmp_path):
+    """With an identity provider configured (the app copied as the Docker image holds
+    it, with its own secrets.toml), the warm-up opens each workspace's pages through
+    its token, while nobody has signed in."""
+    from data import config, demo
+    from data.access import Principal, Registry
+    from tests.test_dockerfile import _rehearse_copies
+
+    app = tmp_path / "app"
+    app.mkdir()
+    _rehearse_copies(app)
+    root = tmp_path / "workspaces"
+    reg = Registry(root, secret="s3cret")
+    for ws in ("alpha", "beta"):
+        reg.create_workspace(Principal("boss@team.vn", ws, "admin"), ws)
+        s = Store(reg.workspace_path(ws))
+        demo.build(s, customers=300, seed=len(ws), end=date(2026, 6, 30))
+        s.close()
+    reg.close()
+    (app / ".streamlit" / "secrets.toml").write_text(
+        '[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\ncookie_secret = "s3cret"\n'
+        'client_id = "x"\nclient_secret = "y"\n'
+        'server_metadata_url = "https://accounts.example.invalid/.well-known/openid-configuration"\n'
+        f'[workspaces]\nroot = "{root}"\n')
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1"],
+        cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("warm-up:"):
+                break
+        line = lines[-1]
+        assert line.startswith(f"warm-up: {2 * len(warmup.PAGES)} pages in "), "".join(lines)[-3000:]
+        for ws in ("alpha", "beta"):
+            for page in ("overview", *warmup.PAGES[1:]):
+                assert re.search(rf"\b{ws}/{page} ok \d", line), (ws, page, line)
+        cached = _cache_bytes(f"http://127.0.0.1:{port}")
+        assert cached.get("overview", 0) > 0 and cached.get("personas", 0) > 0
+        assert config.auth_configured(app / ".streamlit" / "secrets.toml")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

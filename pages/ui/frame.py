@@ -25,7 +25,7 @@ from metrics import retention as R
 from metrics.filters import (
     COMPARISONS, LOYALTY, PERIODS, Filters, ViewState, comparison_period,
 )
-from pages.ui import clv_charts, fmt
+from pages.ui import clv_charts, fmt, warmup
 from pages.ui.i18n import LANGUAGES, label, t
 
 CONTEXT_KEY = "_cm_context"
@@ -95,6 +95,14 @@ def identify() -> Principal:
     else:
         lang = st.session_state.get("lang") or st.query_params.get("lang", "vi")
         lang = lang if lang in LANGUAGES else "vi"
+        if warmup.is_warmup_session(st.context.headers, st.context.ip_address):
+            # This process's own warm-up (pages.ui.warmup): a viewer of the workspace
+            # in its link, if there is one; not a sign-in.
+            ws = st.query_params.get("ws") or ""
+            if ws not in reg.workspaces():
+                st.stop()
+            st.session_state[STORE_KEY] = str(reg.workspace_path(ws))
+            return Principal(warmup.USER, ws, "viewer")
         email = signed_in_email()
         if email is None:
             st.title(t("auth.title", lang))

@@ -9,9 +9,13 @@ page scripts themselves run, so the cached calls and their arguments are the pag
 own, with nothing to keep in step). Nothing is shown to anyone; the caches are
 simply filled.
 
-Only without an identity provider: a hosted app shows the sign-in screen to a
-session that has not signed in, and a way round it would be a way in. There each
-workspace's first visitor fills its caches. ``CM_WARMUP=0`` turns it off.
+Hosted (an identity provider configured), every workspace is warmed (up to
+:data:`MAX_WORKSPACES`): the session presents a token that exists only in this
+process's memory (random, made at start, sent over loopback to the process itself)
+and :func:`is_warmup_session` lets it in as a viewer of the workspace in its link, and
+nothing else: it is not a sign-in, it is not audited as one, it sees masked data as any
+viewer does, and a request from elsewhere, or without the token, gets the sign-in
+screen as before. ``CM_WARMUP=0`` turns the warm-up off.
 
 No Streamlit widgets here: the module speaks the browser's protocol (protobuf over
 the websocket) to the running server.
@@ -20,23 +24,56 @@ the websocket) to the running server.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
+import secrets
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 
 # The analysis pages, by URL path (app.py; "" is the default page, the Overview), in
 # the order people open them.
 PAGES = ("", "retention", "clv", "churn", "loyalty", "segments", "surveys")
 ENV_VAR = "CM_WARMUP"
 PAGE_TIMEOUT_S = 900.0
+MAX_WORKSPACES = 20
+# Who the warm-up session is, hosted (never a member, never shown to anyone).
+USER = "warm-up@localhost"
+TOKEN_HEADER = "X-CM-Warmup"
+_TOKEN = secrets.token_urlsafe(32)  # this process's only; never written anywhere
 
 
 def enabled() -> bool:
-    from data.config import auth_configured
+    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "off", "false", "no")
 
-    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "off", "false", "no") and not auth_configured()
+
+def is_warmup_session(headers: Mapping[str, str] | None, ip_address: str | None) -> bool:
+    """Whether this session is this process's own warm-up: its websocket came over
+    loopback (Streamlit reports no address then) with this process's token."""
+    if not headers or ip_address is not None:
+        return False
+    given = headers.get(TOKEN_HEADER) or headers.get(TOKEN_HEADER.lower()) or ""
+    return bool(given) and hmac.compare_digest(given.encode(), _TOKEN.encode())
+
+
+def targets() -> list[str]:
+    """The query strings to warm: the local database, or, hosted, each workspace
+    (``<root>/<name>.duckdb`` beside the registry; the registry is checked again when
+    the session runs)."""
+    from data import access, config
+
+    if not config.auth_configured():
+        return [""]
+    root = config.workspaces_root()
+    names = []
+    for p in sorted(root.glob("*.duckdb")) if root.is_dir() else ():
+        try:
+            names.append(access.check_workspace_name(p.stem))
+        except access.AccessError:
+            continue
+    return [f"ws={n}" for n in names if n != "control"][:MAX_WORKSPACES]  # control.duckdb: the registry
 
 
 def _base(port: int, base_path: str) -> str:
@@ -57,20 +94,23 @@ def _wait_healthy(base: str, timeout_s: float = 120.0) -> bool:
     return False
 
 
-async def _run_pages(base: str, pages: tuple[str, ...], timeout_s: float) -> list[tuple[str, str, float]]:
-    """Open each page in a new session of the app; returns (page, outcome, seconds)."""
+async def _run_pages(base: str, pages: tuple[str, ...], timeout_s: float,
+                     queries: tuple[str, ...] = ("",)) -> list[tuple[str, str, float]]:
+    """Open each page, for each query string, in a new session of the app; returns
+    (page, outcome, seconds), the page prefixed by its workspace when there is one."""
     import websockets
     from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     done: list[tuple[str, str, float]] = []
-    for page in pages:
+    for query, page in ((q, p) for q in queries for p in pages):
         # A session per page, as a visitor opening a link: in one session the second
         # run would carry no widget values and see the sidebar's widget defaults.
         async with websockets.connect(f"ws://{base}/_stcore/stream", subprotocols=["streamlit"],
+                                      additional_headers={TOKEN_HEADER: _TOKEN},
                                       max_size=None, open_timeout=30) as ws:
             msg = BackMsg()
-            msg.rerun_script.query_string = ""
+            msg.rerun_script.query_string = query
             msg.rerun_script.page_name = page
             t0 = time.monotonic()
             await ws.send(msg.SerializeToString())
@@ -91,18 +131,20 @@ async def _run_pages(base: str, pages: tuple[str, ...], timeout_s: float) -> lis
                             break
             except TimeoutError:
                 pass
-            done.append((page or "overview", outcome, time.monotonic() - t0))
+            label = page or "overview"
+            done.append((f"{query.removeprefix('ws=')}/{label}" if query else label, outcome, time.monotonic() - t0))
     return done
 
 
 def warm(port: int, base_path: str = "", pages: tuple[str, ...] = PAGES,
          timeout_s: float = PAGE_TIMEOUT_S) -> list[tuple[str, str, float]]:
-    """Wait for the server on ``port``, then open each page once. Returns (page,
-    outcome, seconds); outcome is ok, error (the page raised), not found, or timeout."""
+    """Wait for the server on ``port``, then open each page once (per workspace,
+    hosted). Returns (page, outcome, seconds); outcome is ok, error (the page raised),
+    not found, or timeout."""
     base = _base(port, base_path)
     if not _wait_healthy(base):
         return []
-    return asyncio.run(_run_pages(base, pages, timeout_s))
+    return asyncio.run(_run_pages(base, pages, timeout_s, tuple(targets())))
 
 
 def _log(line: str) -> None:
