@@ -17,8 +17,10 @@ A location holds one folder of Parquet files per table (``<location>/<table>/``,
    A failure at any step before that leaves the location exactly as it was; the
    folders it wrote are removed, and any left by a crash are cleared by the next write.
 
-Writers are serialised by a lock file in the location. The folders the previous
-manifest named are kept (a query in flight may still read them); older ones go.
+Writers are serialised by a lock file in the location. A superseded folder is kept
+for an hour after the commit that superseded it (a query in flight may still read
+it; the manifest lists them), then removed by a later write; forgetting a customer
+removes them at once, so that no file at the location still holds the customer's rows.
 
 Only a location on this machine's file system, existing and writable, can be written;
 anything else (``s3a://``, ``hdfs://``, a catalog database, a read-only folder) gets
@@ -39,6 +41,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -54,6 +57,10 @@ VERSIONS = "_v"
 LOCK = ".lock"
 _LOCAL = threading.Lock()
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # a table; "_v" and the like are the lake's own
+_FOLDER = re.compile(r"^(_v/[0-9a-f]{12}/)?[a-z][a-z0-9_]*$")  # what a manifest may name
+# Superseded folders stay this long (a long Spark query may still be reading them),
+# unless a customer is being forgotten: then they go at once.
+RETAIN_S = 3600.0
 T = TypeVar("T")
 
 
@@ -69,6 +76,8 @@ def not_writable(location: str | Path | None) -> str | None:
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) and not text.startswith("file://"):
         return f"{text} is not on this machine's file system"
     path = Path(text.removeprefix("file://"))
+    if any(c in str(path) for c in "[]*?'"):
+        return f"{path} contains characters that would be read as a file pattern"
     if not path.is_dir():
         return f"{path} is not a folder"
     if not os.access(path, os.W_OK | os.X_OK):
@@ -92,7 +101,7 @@ class ParquetLake:
             text = (self.root / MANIFEST).read_text()
         except FileNotFoundError:
             return {}
-        return {k: v for k, v in json.loads(text)["tables"].items() if _NAME.match(k)}
+        return {k: v for k, v in json.loads(text)["tables"].items() if _NAME.match(k) and _FOLDER.match(v)}
 
     def table_dir(self, name: str) -> Path | None:
         """The folder holding ``name``'s Parquet files, or None when there is none."""
@@ -105,6 +114,12 @@ class ParquetLake:
         names = set(self.manifest())
         names |= {p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name)} if self.root.is_dir() else set()
         return sorted(n for n in names if self.table_dir(n) is not None)
+
+    def _kept(self) -> dict[str, float]:
+        """Superseded folders still kept for readers: folder -> when superseded."""
+        token = self.version_token()
+        kept = json.loads(token).get("kept", {}) if token else {}
+        return {f: float(t) for f, t in kept.items() if _FOLDER.match(f)} if isinstance(kept, dict) else {}
 
     def version_token(self) -> str:
         """What changes when a write commits (the manifest's text)."""
@@ -165,7 +180,9 @@ class ParquetLake:
         return self.write(lambda s: s.undo_import(import_id))
 
     def forget(self, keys: Sequence[int]) -> dict[str, int]:
-        return self.write(lambda s: s.forget(keys))
+        """:meth:`data.store.Store.forget`, and then no file at the location holds
+        the customers' rows any more (superseded folders are removed at once)."""
+        return self.write(lambda s: s.forget(keys), purge=True)
 
     def remember_mapping(self, kind: str, signature: str, mapping: dict[str, str]) -> None:
         self.write(lambda s: s.remember_mapping(kind, signature, mapping))
@@ -179,11 +196,12 @@ class ParquetLake:
         finally:
             store.close()
 
-    def write(self, fn: Callable[[Store], T]) -> T:
+    def write(self, fn: Callable[[Store], T], *, purge: bool = False) -> T:
         """``fn`` on a scratch store holding the location's tables; then the tables it
         changed are written and committed together (see the module's notes). Raises
         LakeWriteError when the location cannot be written; on any failure nothing
-        changes at the location."""
+        changes at the location. ``purge``: remove every superseded folder right after
+        the commit (for erasure), instead of keeping them for readers in flight."""
         why = not_writable(self.root)
         if why:
             raise LakeWriteError(f"Imports cannot be written to the lake: {why}.")
@@ -196,7 +214,7 @@ class ParquetLake:
                 after = _fingerprints(store)
                 changed = sorted(n for n, fp in after.items() if before.get(n) != fp)
                 if changed:
-                    self._commit(store, changed)
+                    self._commit(store, changed, purge=purge)
             finally:
                 store.close()
             return result
@@ -236,7 +254,7 @@ class ParquetLake:
             cur.close()
         return store
 
-    def _commit(self, store: Store, changed: list[str]) -> None:
+    def _commit(self, store: Store, changed: list[str], *, purge: bool = False) -> None:
         version = f"{uuid.uuid4().hex[:12]}"
         base = self.root / VERSIONS / version
         try:
@@ -244,14 +262,22 @@ class ParquetLake:
             try:
                 for name in changed:
                     (base / name).mkdir(parents=True)
-                    cur.execute(f'COPY (SELECT * FROM "{name}") TO \'{_quote(base / name / "part-0.parquet")}\' '
-                                "(FORMAT parquet)")
+                    part = base / name / "part-0.parquet"
+                    cur.execute(f'COPY (SELECT * FROM "{name}") TO \'{_quote(part)}\' (FORMAT parquet)')
+                    _fsync(part)
+                    _fsync(base / name)
             finally:
                 cur.close()
-            tables = {n: self.manifest().get(n, n) for n in self.tables()}
-            tables.update({n: f"{VERSIONS}/{version}/{n}" for n in changed})
-            # The folders the previous manifest named stay for the queries still reading them.
-            kept = sorted(_versions(self.manifest().values()))
+            _fsync(base)
+            _fsync(base.parent)
+            before = {n: self.manifest().get(n, n) for n in self.tables()}
+            tables = {**before, **{n: f"{VERSIONS}/{version}/{n}" for n in changed}}
+            # Superseded folders stay for RETAIN_S after they were superseded, for the
+            # queries still reading them (none when purging): folder -> when.
+            now = time.time()
+            kept = {} if purge else {f: t for f, t in self._kept().items() if now - t < RETAIN_S}
+            if not purge:
+                kept.update({f: now for f in set(before.values()) - set(tables.values())})
             tmp = self.root / f".{MANIFEST}.{version}"
             with open(tmp, "w") as fh:
                 json.dump({"version": version, "tables": tables, "kept": kept}, fh, indent=1, sort_keys=True)
@@ -259,34 +285,50 @@ class ParquetLake:
                 os.fsync(fh.fileno())
             _test_hook_before_commit()
             os.replace(tmp, self.root / MANIFEST)  # the commit
+            _fsync(self.root)
         except BaseException:
             shutil.rmtree(base, ignore_errors=True)
             for p in self.root.glob(f".{MANIFEST}.*"):
                 p.unlink(missing_ok=True)
             raise
-        self._clear_unreferenced()
+        self._clear_unreferenced(purge=purge)
 
-    def _clear_unreferenced(self) -> None:
-        """Remove version folders that neither the manifest nor the one before it names
-        (a crash's leftovers, and versions no reader can still be reading)."""
-        vdir = self.root / VERSIONS
-        if not vdir.is_dir():
-            return
-        keep: set[str] = set()
+    def _clear_unreferenced(self, *, purge: bool = False) -> None:
+        """Remove table folders the manifest does not name: a crash's leftovers, and
+        superseded ones (the exported ``<table>/`` folders included) once no reader
+        can still need them: :data:`RETAIN_S` after they were superseded, or at once
+        when ``purge``."""
         token = self.version_token()
-        if token:
-            m = json.loads(token)
-            keep |= _versions(m["tables"].values()) | set(m.get("kept", ()))
-        for p in vdir.iterdir():
-            if p.name not in keep:
-                shutil.rmtree(p, ignore_errors=True)
+        if not token:  # no manifest: the exported folders are the tables
+            shutil.rmtree(self.root / VERSIONS, ignore_errors=True)
+            return
+        live = set(json.loads(token)["tables"].values())
+        now = time.time()
+        kept = set() if purge else {f for f, t in self._kept().items() if now - t < RETAIN_S}
+        candidates = [p for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name)]
+        vdir = self.root / VERSIONS
+        if vdir.is_dir():
+            candidates += [t for v in vdir.iterdir() if v.is_dir() for t in v.iterdir() if t.is_dir()]
+        for folder in candidates:
+            rel = str(folder.relative_to(self.root))
+            if rel in live or rel in kept:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+        if vdir.is_dir():
+            for v in vdir.iterdir():
+                if v.is_dir() and not any(v.iterdir()):
+                    v.rmdir()
         for p in self.root.glob(f".{MANIFEST}.*"):
             p.unlink(missing_ok=True)
 
 
-def _versions(folders) -> set[str]:
-    """The version ids in manifest folders (``_v/<version>/<table>``)."""
-    return {f.split("/")[1] for f in folders if f.startswith(f"{VERSIONS}/") and f.count("/") == 2}
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _quote(path: Path) -> str:
@@ -308,7 +350,8 @@ def _fingerprints(store: Store) -> dict[str, tuple]:
         for name in names:
             if name in ("meta", "schema_version") or not _NAME.match(name):
                 continue
-            out[name] = tuple(cur.execute(f'SELECT count(*), coalesce(sum(hash(t)), 0) FROM "{name}" t').fetchall()[0])
+            out[name] = tuple(cur.execute(
+                f'SELECT count(*), coalesce(sum(hash(_fp_row)), 0) FROM "{name}" _fp_row').fetchall()[0])
         return out
     finally:
         cur.close()

@@ -82,6 +82,12 @@ def _remembered(args: argparse.Namespace):
     """A lookup of the mappings confirmed on the Data page for this kind."""
     from data.store import Store
 
+    if getattr(args, "lake", None) is not None:
+        from data.lakefiles import ParquetLake
+
+        lake = ParquetLake(args.lake)
+        return lambda signature: lake.remembered_mapping(args.kind, signature) if lake.root.is_dir() else {}
+
     path = args.db or db_path()
 
     def lookup(signature: str) -> dict[str, str]:
@@ -107,15 +113,22 @@ def main(argv: list[str] | None = None) -> int:
     from data.store import Store
 
     store = None
-    lake = args.lake or (_configured_lake() if args.db is None else None)
-    if lake is not None and not args.dry_run:
+    try:
+        lake = args.lake or (_configured_lake() if args.db is None else None)
+    except ValueError as e:  # the engine setting is wrong, or names a catalog (not writable here)
+        print(f"cannot load: {e}. Nothing was changed.", file=sys.stderr)
+        return 1
+    if lake is not None:
         from data.lakefiles import ParquetLake, not_writable
 
         why = not_writable(lake)
-        if why:
+        if why and not args.dry_run:
             print(f"cannot write to the lake: {why}. Nothing was changed.", file=sys.stderr)
             return 1
-        store = ParquetLake(lake)
+        if not args.dry_run:
+            store = ParquetLake(lake)
+        else:
+            args.lake = lake  # a dry run reads the lake's remembered mappings
     elif not args.dry_run:  # checked rows wait inside the store's DuckDB until they load
         path = args.db or db_path()
         try:
@@ -131,14 +144,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _configured_lake() -> str | None:
-    """The Parquet location when the Spark engine is configured (else None)."""
+    """The Parquet location when the Spark engine is configured (else None). Raises
+    ValueError for a wrong engine setting, and for Spark on a catalog database, which
+    the dashboard does not write."""
     from data.config import engine_settings
+    from data.lakefiles import not_writable
 
-    try:
-        e = engine_settings()
-    except ValueError:
+    e = engine_settings()
+    if e["engine"] != "spark":
         return None
-    return e["location"] if e["engine"] == "spark" else None
+    if not e["location"]:
+        raise ValueError(f"the Spark engine is configured on a catalog: {not_writable(None)}")
+    return e["location"]
 
 
 def _check_and_load(args: argparse.Namespace, settings: Settings, store) -> int:

@@ -128,7 +128,7 @@ class SparkStore:
         missing at the location is an empty view of the canonical columns."""
         present = set()
         with self._lock:
-            self._registered = self.lake.version_token() if self.lake else None
+            self._registered = self._lake_version() if self.lake else None
             for name in (*TABLES, *EXTRA_TABLES):
                 df = self._source(name)
                 if df is None:
@@ -167,22 +167,25 @@ class SparkStore:
 
     def data_version(self) -> str:
         """Changes whenever a table's files change (Parquet: the manifest, and the
-        files' paths, sizes and times; catalog: row counts). An import committed by
-        another process re-registers the tables here."""
-        h = hashlib.sha256()
+        files' paths, sizes and times; catalog: row counts). Files changed by another
+        process (an import committed there, a new export) re-register the tables here."""
         if self.lake is not None:
-            token = self.lake.version_token()
-            if token != self._registered:
+            version = self._lake_version()
+            if version != self._registered:
                 self.refresh()
-            h.update(token.encode())
-            for name in (*TABLES, *EXTRA_TABLES):
-                d = self.lake.table_dir(name)
-                for path in sorted(d.glob("**/*.parquet")) if d else ():
-                    st = path.stat()
-                    h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())
-        else:
-            for info in self.table_info():
-                h.update(f"{info.name}|{info.rows}|{info.last}".encode())
+            return version
+        h = hashlib.sha256()
+        for info in self.table_info():
+            h.update(f"{info.name}|{info.rows}|{info.last}".encode())
+        return h.hexdigest()[:16]
+
+    def _lake_version(self) -> str:
+        h = hashlib.sha256(self.lake.version_token().encode())
+        for name in (*TABLES, *EXTRA_TABLES):
+            d = self.lake.table_dir(name)
+            for path in sorted(d.glob("**/*.parquet")) if d else ():
+                st = path.stat()
+                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())
         return h.hexdigest()[:16]
 
     def table_info(self) -> list[TableInfo]:
@@ -294,20 +297,27 @@ def _empty_schema(table: str) -> str:
 
 def export_parquet(store, location: str | Path) -> dict[str, int]:
     """Write every table of a DuckDB :class:`data.store.Store` as Parquet under
-    ``location/<table>/part-0.parquet`` (replacing what was there): how a demo database,
-    or a business's embedded data, goes to the lake. Returns rows per table."""
+    ``location/<table>/part-0.parquet`` (replacing what was there, and any imports'
+    versions), the undo copies (``<table>__replaced``) included, so that imports
+    exported with the data can still be undone in the lake: how a demo database, or a
+    business's embedded data, goes to the lake. Returns rows per table."""
     import shutil
 
     root = Path(location)
-    (root / MANIFEST).unlink(missing_ok=True)  # a fresh export: no earlier imports' versions
-    shutil.rmtree(root / VERSIONS, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    undo = sorted(n for n in store.query("SELECT table_name AS n FROM information_schema.tables")["n"]
+                  if n.endswith("__replaced") and n.removesuffix("__replaced") in TABLES)
     out = {}
-    for name in (*TABLES, *EXTRA_TABLES):
-        frame = store.query(f'SELECT * FROM "{name}"')  # names from the allowlist above
-        target = root / name
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        frame.write_parquet(target / "part-0.parquet")
-        out[name] = frame.height
+    with ParquetLake(root)._locked():  # not while an import commits there
+        (root / MANIFEST).unlink(missing_ok=True)  # a fresh export: no earlier imports' versions
+        shutil.rmtree(root / VERSIONS, ignore_errors=True)
+        for old in root.iterdir():  # tables of an earlier export that this one has not
+            if old.is_dir() and (old.name in TABLES or old.name in EXTRA_TABLES or old.name.endswith("__replaced")):
+                shutil.rmtree(old)
+        for name in (*TABLES, *EXTRA_TABLES, *undo):
+            frame = store.query(f'SELECT * FROM "{name}"')  # names from the allowlists above
+            target = root / name
+            target.mkdir(parents=True)
+            frame.write_parquet(target / "part-0.parquet")
+            out[name] = frame.height
     return out

@@ -5,6 +5,7 @@ at once, undoable, and all or nothing."""
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date
 from pathlib import Path
 
@@ -134,15 +135,61 @@ def test_a_crash_leaves_folders_that_the_next_write_clears(pair, tmp_path):
     assert lake.remembered_mapping("orders", "sig") == {"order_id": "Mã đơn hàng"}
 
 
-def test_forgetting_a_customer_on_the_lake(pair, tmp_path):
+def _files_holding(root: Path, text: str) -> list[str]:
+    """Parquet files under ``root`` with ``text`` in any text column."""
+    found = []
+    for f in root.rglob("*.parquet"):
+        frame = pl.read_parquet(f)
+        if any(frame[c].cast(pl.Utf8).str.contains(text, literal=True).any()
+               for c, t in frame.schema.items() if t == pl.Utf8):
+            found.append(str(f.relative_to(root)))
+    return found
+
+
+def test_forgetting_a_customer_on_the_lake_leaves_no_file_holding_them(pair, tmp_path):
     _, lake = pair
     _load(lake, NEW_ORDERS, tmp_path)
+    changed = NEW_ORDERS.replace("150000,Hoàn thành", "150000,Đã hủy")
+    _load(lake, changed, tmp_path)  # an undo copy of LK-1 now holds LK-C1 too
+    assert _files_holding(lake.root, "LK-C1")
     keys = lake.find_customers("LK-C1")
     assert len(keys) == 1
     removed = lake.forget(keys)
     assert removed["orders"] == 2
     assert lake.query("SELECT count(*) AS n FROM orders WHERE customer_id = 'LK-C1'")["n"][0] == 0
     assert lake.query("SELECT count(*) AS n FROM customers WHERE customer_id = 'LK-C1'")["n"][0] == 0
+    assert _files_holding(lake.root, "LK-C1") == []  # superseded folders are gone too
+    assert lake.query("SELECT count(*) AS n FROM orders WHERE customer_id = 'LK-C2'")["n"][0] == 1
+
+
+def test_superseded_folders_stay_for_readers_then_go(pair, tmp_path, monkeypatch):
+    _, lake = pair
+    _load(lake, NEW_ORDERS, tmp_path)
+    assert (lake.root / "orders").is_dir()  # the export's folder, superseded: kept for readers
+    kept = json.loads((lake.root / MANIFEST).read_text())["kept"]
+    assert "orders" in kept and "customers" in kept
+    monkeypatch.setattr(lakefiles, "RETAIN_S", 0.0)
+    lake.remember_mapping("orders", "sig", {"order_id": "Mã đơn hàng"})  # any later write clears them
+    assert not (lake.root / "orders").exists()
+    live = set(lake.manifest().values())
+    on_disk = {str(p.relative_to(lake.root)) for p in lake.root.rglob("*") if p.is_dir() and any(p.glob("*.parquet"))}
+    assert on_disk == live
+
+
+def test_undo_of_an_import_made_before_the_export(pair, tmp_path):
+    db, _ = pair
+    iid = _load(db, NEW_ORDERS, tmp_path)
+    changed = NEW_ORDERS.replace("150000,Hoàn thành", "150000,Đã hủy")
+    second = _load(db, changed, tmp_path)
+    lake = ParquetLake(tmp_path / "lake2")
+    export_parquet(db, lake.root)
+    db.undo_import(second)
+    lake.undo_import(second)
+    a, b = _tables(db), _tables(lake)
+    for name in TABLES:
+        assert a[name].equals(b[name]), name
+    assert b["orders"].filter(pl.col("order_id") == "LK-1")["status"].item() == "completed"
+    assert iid < second
 
 
 def test_where_imports_cannot_be_written(tmp_path):
@@ -150,6 +197,9 @@ def test_where_imports_cannot_be_written(tmp_path):
     assert "file system" in not_writable("s3a://bucket/lake")
     assert "not a folder" in not_writable(tmp_path / "missing")
     assert not_writable(tmp_path) is None
+    odd = tmp_path / "lake[1]"
+    odd.mkdir()
+    assert "file pattern" in not_writable(odd)
     with pytest.raises(LakeWriteError, match="not a folder"):
         ParquetLake(tmp_path / "missing").remember_mapping("orders", "s", {"a": "b"})
 
@@ -171,3 +221,19 @@ def test_the_command_line_loads_into_a_lake(pair, tmp_path, capsys):
     assert _files(lake.root) == before
     assert load.main(["orders", str(f), "--lake", str(tmp_path / "nowhere")]) == 1
     assert "not a folder" in capsys.readouterr().err
+    assert load.main(["orders", str(f), "--lake", str(lake.root), "--dry-run"]) == 0
+    assert "would load" in capsys.readouterr().out
+
+
+def test_the_command_line_refuses_a_catalog_engine(tmp_path, monkeypatch, capsys):
+    from data import load
+
+    f = tmp_path / "cli.csv"
+    f.write_text(NEW_ORDERS, encoding="utf-8")
+    monkeypatch.setenv("CM_ENGINE", "spark")
+    monkeypatch.setenv("CM_SPARK_CATALOG", "marketing")
+    monkeypatch.delenv("CM_LAKE_PATH", raising=False)
+    monkeypatch.setenv("CM_DB_PATH", str(tmp_path / "never.duckdb"))
+    assert load.main(["orders", str(f)]) == 1
+    assert "catalog" in capsys.readouterr().err
+    assert not (tmp_path / "never.duckdb").exists()

@@ -275,6 +275,92 @@ def test_data_version_changes_with_the_files(engines, tmp_path):
 
 
 @needs_spark
+def test_an_import_committed_elsewhere_is_seen_on_the_next_run(engines, tmp_path):
+    """Another process (here a ParquetLake of its own, as the command line uses)
+    commits an import: the Spark store's data version changes and its queries see it."""
+    from data.lakefiles import ParquetLake
+    from data.spark import SparkStore, export_parquet
+
+    duck, spark, _ = engines
+    export_parquet(duck, tmp_path / "lake")
+    s = SparkStore(tmp_path / "lake", session=spark.spark)
+    v0, n0 = s.data_version(), s.scalar("SELECT count(*) FROM orders")
+    other = ParquetLake(tmp_path / "lake")
+    other.load_frames({"orders": pl.DataFrame({
+        "order_id": ["EL-1"], "customer_id": ["EL-C1"], "ordered_at": [date(2026, 6, 1)], "revenue": [1000.0],
+        "status": ["completed"]}).with_columns(pl.col("ordered_at").cast(pl.Datetime("us")))},
+        kind="orders", file_name="elsewhere.csv", mode="append")
+    assert s.data_version() != v0
+    assert s.scalar("SELECT count(*) FROM orders") == n0 + 1
+    assert s.scalar("SELECT count(*) FROM customers WHERE customer_id = 'EL-C1'") == 1
+
+
+@needs_spark
+def test_catalog_tables_give_the_same_numbers_and_take_no_imports(engines, tmp_path):
+    """Tables in a Spark catalog database (here external tables over the Parquet
+    export) instead of a location: the same Overview, and imports refused."""
+    from data.spark import EXTRA_TABLES, SparkError, SparkStore, export_parquet
+    from data.store import TABLES
+
+    duck, spark, _ = engines
+    export_parquet(duck, tmp_path / "lake")
+    db = f"cm_{os.getpid()}"
+    spark.spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{tmp_path / 'warehouse'}'")
+    try:
+        for name in (*TABLES, *EXTRA_TABLES):
+            spark.spark.sql(f"CREATE TABLE {db}.{name} USING parquet LOCATION '{tmp_path / 'lake' / name}'")
+        s = SparkStore(catalog=db, session=spark.spark)
+        assert [(i.name, i.rows) for i in s.table_info()] == [(i.name, i.rows) for i in duck.table_info()]
+        for name, call in MS.SUITE["overview"]:
+            diffs = MS.differences(call(duck, MS.setting(duck)), call(s, MS.setting(s)))
+            assert not diffs, (name, diffs[:5])
+        assert "catalog" in s.writable()
+        with pytest.raises(SparkError, match="catalog"):
+            s.load_frames({"orders": pl.DataFrame()}, kind="orders")
+    finally:
+        spark.spark.sql(f"DROP DATABASE IF EXISTS {db} CASCADE")
+        spark.refresh()  # the views of the module's store again
+
+
+CONNECT_SCRIPT = r"""
+import pickle, sys
+from data.spark import SparkStore
+from tests import metric_suite as MS
+s = SparkStore(sys.argv[1], remote="local")
+assert s.spark.__class__.__module__.startswith("pyspark.sql.connect"), s.spark.__class__
+out = {"tables": [(i.name, i.rows) for i in s.table_info()]}
+for name, call in MS.SUITE["overview"]:
+    out[name] = call(s, MS.setting(s))
+with open(sys.argv[2], "wb") as fh:
+    pickle.dump(out, fh)
+"""
+
+
+@needs_spark
+def test_spark_connect_gives_the_same_numbers(engines, tmp_path):
+    """Through Spark Connect (a local Connect server that pyspark starts, in a process
+    of its own), the tables and the Overview's computations are DuckDB's."""
+    import pickle
+    import subprocess
+    import sys
+
+    from data.spark import export_parquet
+
+    duck, _, _ = engines
+    export_parquet(duck, tmp_path / "lake")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
+    result = tmp_path / "connect.pickle"
+    done = subprocess.run([sys.executable, "-c", CONNECT_SCRIPT, str(tmp_path / "lake"), str(result)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and result.exists(), done.stdout[-2000:] + done.stderr[-3000:]
+    got = pickle.loads(result.read_bytes())
+    assert got["tables"] == [(i.name, i.rows) for i in duck.table_info()]
+    for name, call in MS.SUITE["overview"]:
+        diffs = MS.differences(call(duck, MS.setting(duck)), got[name])
+        assert not diffs, (name, diffs[:5])
+
+
+@needs_spark
 def test_the_app_runs_on_spark(engines, monkeypatch):
     """Overview on Spark shows the cards DuckDB's Overview shows; the Data page names
     the engine and the location, and takes uploads into the (writable) lake."""

@@ -180,13 +180,19 @@ def test_hosted_the_server_warms_every_workspace(tmp_path):
         [sys.executable, "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1"],
         cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:  # the pipe is drained to the end, so the server never blocks on it
+        for out in proc.stdout:
+            lines.append(out)
+            if out.startswith("warm-up:"):
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
     try:
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("warm-up:"):
-                break
-        line = lines[-1]
+        assert found.wait(300), "no warm-up line from the server:\n" + "".join(lines)[-3000:]
+        line = next(x for x in lines if x.startswith("warm-up:"))
         assert line.startswith(f"warm-up: {2 * len(warmup.PAGES)} pages in "), "".join(lines)[-3000:]
         for ws in ("alpha", "beta"):
             for page in ("overview", *warmup.PAGES[1:]):
