@@ -377,6 +377,38 @@ def child_clv_summary(db: str, customers: int) -> dict:
             "cold_s": cold, "warm_s": warm, "peak_rss_mb": _rss_mb()}
 
 
+def child_clv_ten_million(db: str, customers: int) -> dict:
+    """Issue 9's memory claim: BG/NBD and Gamma-Gamma fitted on the per-customer
+    summary of ten million customers, as the app pulls it back from Spark (one row per
+    customer, whole days), identical rows collapsed with weights inside the fits.
+    Simulated from known parameters (tests/test_clv.py's generator), so the fit is
+    also checked against the truth. ``db`` is unused."""
+    import numpy as np
+
+    from metrics import clv as C
+    from tests.test_clv import simulate_bgnbd, simulate_gamma_gamma
+
+    n = 10_000_000
+    truth = {"r": 0.25, "alpha": 40.0, "a": 0.8, "b": 2.5}  # days
+    gg_truth = {"p": 6.0, "q": 4.0, "gamma": 150_000.0}
+    rng = np.random.default_rng(9)
+    T = rng.integers(30, 1096, n).astype(float)  # whole days, as the summary in days
+    x, tx = simulate_bgnbd(rng, n, *truth.values(), T)
+    recency = np.floor(tx)
+    money = np.where(x > 0, np.round(simulate_gamma_gamma(rng, np.maximum(x, 1), *gg_truth.values()), -3), 0.0)
+    rows = np.unique(np.column_stack([x, recency, T]), axis=0).shape[0]
+    t = time.perf_counter()
+    bg = C.fit_bgnbd(x, recency, T)
+    bg_s = time.perf_counter() - t
+    rep = x > 0
+    t = time.perf_counter()
+    gg = C.fit_gamma_gamma(x[rep], money[rep])
+    gg_s = time.perf_counter() - t
+    return {"customers": n, "distinct_rows": int(rows), "bgnbd_s": bg_s, "gg_s": gg_s,
+            "bgnbd": {k: float(getattr(bg, k)) for k in truth}, "gg": {k: float(getattr(gg, k)) for k in gg_truth},
+            "truth": {**truth, **gg_truth}, "peak_rss_mb": _rss_mb()}
+
+
 def child_clv_orders_db(db: str, rows: int) -> dict:
     """A database of ``rows`` orders made by repeating the orders of ``db`` (new order
     ids; same customers and dates), for the summary at 10 million orders when the
@@ -1058,6 +1090,7 @@ def child_spark(db: str, customers: int) -> dict:
 CHILDREN = {"generate": child_generate, "retention": child_retention, "overview": child_overview, "paint": child_paint,
             "import_csv": child_import_csv, "duckdb_csv": child_duckdb_csv, "import": child_import,
             "clv": child_clv, "clv_summary": child_clv_summary, "clv_orders_db": child_clv_orders_db,
+            "clv_ten_million": child_clv_ten_million,
             "loyalty": child_loyalty, "segments": child_segments,
             "surveys": child_surveys, "load_expected": child_load_expected, "spark": child_spark}
 
@@ -1229,6 +1262,12 @@ def main() -> int:
         for page, row in sp["pages"].items():
             print(f"{page:10s} duckdb {row['duckdb_s']:7.2f} s   spark {row['spark_s']:7.2f} s   "
                   f"x{row['spark_s'] / max(row['duckdb_s'], 1e-9):5.1f}")
+        big = run_child("clv_ten_million", workdir / "unused", 10_000_000)
+        results["spark"]["clv_ten_million"] = big
+        print(f"CLV fit on the summary of {big['customers']:,} customers (as pulled back from Spark; "
+              f"{big['distinct_rows']:,} distinct rows): BG/NBD {big['bgnbd_s']:.1f} s, Gamma-Gamma {big['gg_s']:.1f} s, "
+              f"peak RSS {big['peak_rss_mb']:.0f} MB; BG/NBD " + ", ".join(
+                  f"{k} {v:.3g} (truth {big['truth'][k]:g})" for k, v in big["bgnbd"].items()))
         li = sp["lake_import"]
         print(f"import of {li['rows']} orders into the lake (checked, loaded, changed tables rewritten as Parquet, "
               f"committed): {li['total_s']:.1f} s (check {li['check_s']:.1f} s); {li['seen_on_spark']} seen on Spark; "
