@@ -103,17 +103,19 @@ class ParquetLake:
             return {}
         return {k: v for k, v in json.loads(text)["tables"].items() if _NAME.match(k) and _FOLDER.match(v)}
 
-    def table_dir(self, name: str) -> Path | None:
-        """The folder holding ``name``'s Parquet files, or None when there is none."""
-        rel = self.manifest().get(name, name)
+    def table_dir(self, name: str, manifest: Mapping[str, str] | None = None) -> Path | None:
+        """The folder holding ``name``'s Parquet files, or None when there is none
+        (``manifest``: :meth:`manifest`, when the caller has read it already)."""
+        rel = (self.manifest() if manifest is None else manifest).get(name, name)
         d = self.root / rel
         return d if d.is_dir() and any(d.glob("**/*.parquet")) else None
 
     def tables(self) -> list[str]:
         """Every table at the location (canonical, extra and undo copies)."""
-        names = set(self.manifest())
+        manifest = self.manifest()
+        names = set(manifest)
         names |= {p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name)} if self.root.is_dir() else set()
-        return sorted(n for n in names if self.table_dir(n) is not None)
+        return sorted(n for n in names if self.table_dir(n, manifest) is not None)
 
     def _kept(self) -> dict[str, float]:
         """Superseded folders still kept for readers: folder -> when superseded."""
@@ -131,8 +133,9 @@ class ParquetLake:
     # -- reading ------------------------------------------------------------------------
     def _reader(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
+        manifest = self.manifest()
         for name in (*TABLES, *EXTRA_DDL, *self.tables()):
-            d = self.table_dir(name)
+            d = self.table_dir(name, manifest)
             if d is not None:
                 # a view cannot take a parameter: the path is the location's (configured,
                 # quote-checked) and an allowlisted table name
@@ -238,8 +241,9 @@ class ParquetLake:
             cur.execute("SET temp_directory = $d", {"d": str(scratch_dir() / f"lake-{uuid.uuid4().hex[:8]}.tmp")})
             cur.execute("SET memory_limit = $m", {"m": memory_limit()})
             schema = {r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            manifest = self.manifest()
             for name in (tables or self.tables()):
-                d = self.table_dir(name)
+                d = self.table_dir(name, manifest)
                 if d is None or not _NAME.match(name):
                     continue
                 files = str(d / "**" / "*.parquet")
@@ -270,7 +274,8 @@ class ParquetLake:
                 cur.close()
             _fsync(base)
             _fsync(base.parent)
-            before = {n: self.manifest().get(n, n) for n in self.tables()}
+            manifest = self.manifest()
+            before = {n: manifest.get(n, n) for n in self.tables()}
             tables = {**before, **{n: f"{VERSIONS}/{version}/{n}" for n in changed}}
             # Superseded folders stay for RETAIN_S after they were superseded, for the
             # queries still reading them (none when purging): folder -> when.

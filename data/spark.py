@@ -181,8 +181,9 @@ class SparkStore:
 
     def _lake_version(self) -> str:
         h = hashlib.sha256(self.lake.version_token().encode())
+        manifest = self.lake.manifest()  # read once: this runs on every page run
         for name in (*TABLES, *EXTRA_TABLES):
-            d = self.lake.table_dir(name)
+            d = self.lake.table_dir(name, manifest)
             for path in sorted(d.glob("**/*.parquet")) if d else ():
                 st = path.stat()
                 h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from datetime import date, datetime
 
 import polars as pl
 import pytest
 
 from data.store import Store
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for an app server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a server a test started: terminate, then kill if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def dt(s: str) -> datetime:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from metrics import kpis
 from metrics.catalogue import CATALOGUE, OVERVIEW_KPIS
 from metrics.filters import ViewState, comparison_period
 from pages.ui import fmt
+from tests.conftest import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -36,12 +36,6 @@ if not Path(CHROMIUM).exists():
     if os.environ.get("CM_REQUIRE_BROWSER") == "1":
         raise RuntimeError("CM_REQUIRE_BROWSER=1 but Debian's chromium is not installed")
     pytest.skip("Debian chromium not installed", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +88,7 @@ def server(demo_db, flow_sentence):
         proc.kill()
         raise RuntimeError("the app did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,14 @@ import glob
 import os
 import shlex
 import shutil
-import socket
 import stat
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from tests.conftest import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -136,9 +137,7 @@ def _rehearse_and_start(ins: list[tuple[str, str]], tmp_path: Path) -> None:
     env["CM_DB_PATH"] = str(volume / Path(env["CM_DB_PATH"]).name)
     env["HOME"] = str(volume)
     env["TMPDIR"] = str(volume / "tmp")  # a fresh container's /tmp (the import scratch lives there)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = shlex.split(next(a for k, a in ins if k == "CMD").replace("[", "").replace("]", "").replace(",", " "))
     assert cmd[:2] == ["python", "app.py"]
     cmd = [sys.executable, "app.py", *[c if not c.startswith("--server.port=") else f"--server.port={port}"
@@ -170,8 +169,4 @@ def _rehearse_and_start(ins: list[tuple[str, str]], tmp_path: Path) -> None:
             assert r.status == 200 and b"<html" in r.read(2000).lower()
         assert proc.poll() is None
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)

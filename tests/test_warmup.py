@@ -8,13 +8,14 @@ CM_REQUIRE_BROWSER=1 as in CI)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -22,16 +23,37 @@ import pytest
 
 from data.store import Store
 from pages.ui import warmup
+from tests.conftest import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    import socket
+@contextlib.contextmanager
+def _warmed_server(cwd: Path, env: dict[str, str]) -> Iterator[tuple[str, str, list[str]]]:
+    """``python app.py`` in ``cwd``; yields (url, the warm-up's line, the output so far)
+    once the warm-up has reported, and stops the server afterwards. The output is read
+    to the end on a thread, so the server never blocks on its pipe."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    found = threading.Event()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("warm-up:"):
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert found.wait(300), "no warm-up line from the server:\n" + "".join(lines)[-3000:]
+        yield f"http://127.0.0.1:{port}", next(line for line in lines if line.startswith("warm-up:")), lines
+    finally:
+        stop(proc)
 
 
 def _cache_bytes(url: str) -> dict[str, int]:
@@ -50,33 +72,10 @@ def warmed(tmp_path_factory):
     s = Store(db)
     demo.build(s, customers=2_000, seed=11, end=date(2026, 6, 30))
     s.close()
-    port = _free_port()
     env = {**os.environ, "CM_DB_PATH": str(db)}
     env.pop("CM_WARMUP", None)
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("warm-up:"):
-                found.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        assert found.wait(300), "no warm-up line from the server:\n" + "".join(lines)[-3000:]
-        yield f"http://127.0.0.1:{port}", next(line for line in lines if line.startswith("warm-up:"))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with _warmed_server(ROOT, env) as (url, line, _):
+        yield url, line
 
 
 def test_every_analysis_page_is_warmed_without_error(warmed):
@@ -174,35 +173,12 @@ def test_hosted_the_server_warms_every_workspace(tmp_path):
         'client_id = "x"\nclient_secret = "y"\n'
         'server_metadata_url = "https://accounts.example.invalid/.well-known/openid-configuration"\n'
         f'[workspaces]\nroot = "{root}"\n')
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1"],
-        cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:  # the pipe is drained to the end, so the server never blocks on it
-        for out in proc.stdout:
-            lines.append(out)
-            if out.startswith("warm-up:"):
-                found.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        assert found.wait(300), "no warm-up line from the server:\n" + "".join(lines)[-3000:]
-        line = next(x for x in lines if x.startswith("warm-up:"))
+    with _warmed_server(app, env) as (url, line, lines):
         assert line.startswith(f"warm-up: {2 * len(warmup.PAGES)} pages in "), "".join(lines)[-3000:]
         for ws in ("alpha", "beta"):
             for page in ("overview", *warmup.PAGES[1:]):
                 assert re.search(rf"\b{ws}/{page} ok \d", line), (ws, page, line)
-        cached = _cache_bytes(f"http://127.0.0.1:{port}")
+        cached = _cache_bytes(url)
         assert cached.get("overview", 0) > 0 and cached.get("personas", 0) > 0
         assert config.auth_configured(app / ".streamlit" / "secrets.toml")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
