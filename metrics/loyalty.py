@@ -146,13 +146,14 @@ def _all_customers(f: Filters) -> Filters:
     return replace(f, loyalty="all")
 
 
-def _sample(store: Store, f: Filters, cap: int, table: str = "customers") -> tuple[str, float]:
-    """A fixed sample of about ``cap`` customers when ``table`` holds more (after the
-    customer filters): the SQL condition on ``customer_key`` (its multiplicative hash
-    ``(key x 2654435761) mod 2^32`` below ``share x 2^32``) and the share."""
-    cond, params = f.customer_condition("customer_key")
-    count = "count(*)" if table == "customers" else "count(DISTINCT customer_key)"
-    n = int(store.scalar(f"SELECT {count} FROM {table} WHERE {cond}", params) or 0)
+def _sample(store: Store, f: Filters, cap: int, n: int | None = None) -> tuple[str, float]:
+    """A fixed sample of about ``cap`` of ``n`` customers (default: the customers
+    after the customer filters) when there are more: the SQL condition on
+    ``customer_key`` (its multiplicative hash ``(key x 2654435761) mod 2^32`` below
+    ``share x 2^32``) and the share."""
+    if n is None:
+        cond, params = f.customer_condition("customer_key")
+        n = int(store.scalar(f"SELECT count(*) FROM customers WHERE {cond}", params) or 0)
     if n <= cap:
         return "TRUE", 1.0
     share = cap / n
@@ -192,10 +193,10 @@ def customer_summary(store: Store, f: Filters, *, start: date, end: date,
 
 
 def window_cells(store: Store, f: Filters, *, start: date, end: date,
-                 margin_rate: float = DEFAULT_MARGIN_RATE) -> tuple[pl.DataFrame, pl.DataFrame]:
+                 margin_rate: float = DEFAULT_MARGIN_RATE) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The aggregates :func:`naive_comparison` and :func:`referral_view` need, from the
     rows of :func:`customer_summary` (same definitions) in one pass, without fetching
-    a row per customer:
+    a row per customer (but the few of the third part):
 
     - naive: grp (the naive group at ``end``), n, orders, revenue, wmargin (in the
       window), s1 (sum of margin to ``end``), rep (2+ orders), rec (an order in the
@@ -203,7 +204,10 @@ def window_cells(store: Store, f: Filters, *, start: date, end: date,
       window;
     - referral: m (month index of the first order), referred, n, s1, s2 (sum of
       squared margins), repeaters, active, over customers whose first order is in the
-      window (and, with the loyalty filter, members or non-members only)."""
+      window (and, with the loyalty filter, members or non-members only);
+    - referred: customer_key, margin and revenue (completed orders to ``end``) of
+      the customers referred by referrals dated in the window (with the loyalty
+      filter, members or non-members only), for the top advocates."""
     g = _all_customers(f)
     base, params = g.orders_sql()
     msql, mparams = _members_sql(g)
@@ -213,11 +217,15 @@ def window_cells(store: Store, f: Filters, *, start: date, end: date,
         f"WITH o AS ({base}), m AS ({msql}), "
         "r AS (SELECT DISTINCT customer_key FROM loyalty_events WHERE lower(kind) = 'redeem' AND occurred_at < $e), "
         f"rf AS ({_referred_sql()}), "
+        "rr AS (SELECT referred_key AS customer_key FROM referrals WHERE referred_at >= $s AND referred_at < $e), "
+        # Only the customers a part reads (an order in the window, which every customer
+        # whose first order is in it has, or referred in it) go on to the joins.
         "c AS (SELECT customer_key, min(ordered_at) AS first_at, max(ordered_at) AS last_at, count(*) AS orders, "
-        "  sum(margin) AS margin, count(*) FILTER (WHERE ordered_at >= $s) AS w_orders, "
+        "  sum(margin) AS margin, sum(revenue) AS revenue, count(*) FILTER (WHERE ordered_at >= $s) AS w_orders, "
         "  coalesce(sum(revenue) FILTER (WHERE ordered_at >= $s), 0) AS w_revenue, "
         "  coalesce(sum(margin) FILTER (WHERE ordered_at >= $s), 0) AS w_margin "
-        "  FROM o WHERE ordered_at < $e GROUP BY 1), "
+        "  FROM o WHERE ordered_at < $e GROUP BY 1 "
+        "  HAVING w_orders > 0 OR customer_key IN (SELECT customer_key FROM rr)), "
         "g AS MATERIALIZED (SELECT c.*, m.enrolled_at, rf.customer_key IS NOT NULL AS referred, "
         "  CASE WHEN m.enrolled_at IS NULL OR m.enrolled_at >= $e THEN 'non_member' "
         "       WHEN r.customer_key IS NOT NULL THEN 'redeeming' ELSE 'non_redeeming' END AS grp "
@@ -230,7 +238,10 @@ def window_cells(store: Store, f: Filters, *, start: date, end: date,
         "UNION ALL "
         f"SELECT 'referral', NULL, {MONTH_INDEX.format(col='first_at')}, referred, count(*), NULL, NULL, NULL, "
         "  sum(margin), sum(margin * margin), count(*) FILTER (WHERE orders >= 2), "
-        f"  count(*) FILTER (WHERE last_at >= $recent) FROM g WHERE first_at >= $s AND {loyal} GROUP BY 3, 4",
+        f"  count(*) FILTER (WHERE last_at >= $recent) FROM g WHERE first_at >= $s AND {loyal} GROUP BY 3, 4 "
+        "UNION ALL "
+        "SELECT 'referred', NULL, customer_key, NULL, 1, NULL, revenue, NULL, margin, NULL, NULL, NULL FROM g "
+        f"WHERE customer_key IN (SELECT customer_key FROM rr) AND {loyal}",
         {**params, **mparams, "margin_rate": margin_rate, "s": instant(start), "e": e,
          "recent": e - timedelta(days=f.inactivity_days)})
     naive = raw.filter(pl.col("part") == "naive").select(
@@ -241,7 +252,10 @@ def window_cells(store: Store, f: Filters, *, start: date, end: date,
         pl.col("m").cast(pl.Int64), "referred", pl.col("n").cast(pl.Int64), pl.col("s1").cast(pl.Float64),
         pl.col("s2").cast(pl.Float64), pl.col("rep").cast(pl.Int64).alias("repeaters"),
         pl.col("rec").cast(pl.Int64).alias("active")).sort("m", "referred")
-    return naive, referral
+    referred = raw.filter(pl.col("part") == "referred").select(
+        pl.col("m").cast(pl.Int64).alias("customer_key"), pl.col("s1").cast(pl.Float64).alias("margin"),
+        pl.col("revenue").cast(pl.Float64))
+    return naive, referral, referred
 
 
 def programme_cost(store: Store, programme: str, start: date, end: date) -> tuple[float, int]:
@@ -469,7 +483,7 @@ class PointsSummary:
     without earnings), outstanding (all events up to ``end``), liability = outstanding x
     value_per_point, members_with_points (a positive balance), recorded_value_per_point
     (median |value| / |points| of the redeem events that record a value; None
-    without)."""
+    without), members_with_events (any event up to ``end``)."""
 
     start: date
     end: date
@@ -483,6 +497,7 @@ class PointsSummary:
     liability: float
     members_with_points: int
     recorded_value_per_point: float | None
+    members_with_events: int = 0
 
 
 def points_summary(store: Store, f: Filters, *, start: date, end: date, value_per_point: float) -> PointsSummary:
@@ -503,7 +518,7 @@ def points_summary(store: Store, f: Filters, *, start: date, end: date, value_pe
         f"WITH e AS ({sql}), b AS (SELECT customer_key, sum(CASE WHEN kind = 'earn' THEN size "
         "WHEN kind IN ('redeem', 'expire') THEN -size WHEN kind = 'adjust' THEN points ELSE 0 END) AS bal "
         "FROM e WHERE occurred_at < $end GROUP BY 1) "
-        "SELECT coalesce(sum(bal), 0) AS outstanding, count(*) FILTER (WHERE bal > 0) AS holders FROM b",
+        "SELECT coalesce(sum(bal), 0) AS outstanding, count(*) FILTER (WHERE bal > 0) AS holders, count(*) AS n FROM b",
         {**params, "end": end_}).row(0)
     earned, redeemed, expired, adjusted = (int(v) for v in row[:4])
     outstanding = int(bal[0])
@@ -511,7 +526,8 @@ def points_summary(store: Store, f: Filters, *, start: date, end: date, value_pe
         start=start, end=end, earned=earned, redeemed=redeemed, expired=expired, adjusted=adjusted,
         redemption_rate=ratio(float(redeemed), float(earned)), outstanding=outstanding,
         value_per_point=float(value_per_point), liability=outstanding * float(value_per_point),
-        members_with_points=int(bal[1]), recorded_value_per_point=None if row[4] is None else float(row[4]))
+        members_with_points=int(bal[1]), recorded_value_per_point=None if row[4] is None else float(row[4]),
+        members_with_events=int(bal[2]))
 
 
 # ---------------------------------------------------------------------------------
@@ -729,7 +745,8 @@ def breakage_forecast(flows: pl.DataFrame, *, as_of: date, value_per_point: floa
 
 
 def breakage(store: Store, f: Filters, *, as_of: date, value_per_point: float,
-             sample_customers: int = BREAKAGE_MEMBERS, outstanding: int | None = None) -> Breakage:
+             sample_customers: int = BREAKAGE_MEMBERS, outstanding: int | None = None,
+             members: int | None = None) -> Breakage:
     """:func:`breakage_forecast` of the loyalty events up to ``as_of`` (after the region
     and loyalty filters), FIFO-allocated by :func:`fifo_flows`.
 
@@ -737,11 +754,15 @@ def breakage(store: Store, f: Filters, *, as_of: date, value_per_point: float,
     fixed hashed sample of them; the cohort counts are scaled by 1 / share, and the
     outstanding points (and liability) are those of every member, the expected
     redemptions = outstanding x (1 - the sample's outstanding breakage). ``outstanding``:
-    every member's outstanding points at ``as_of``, if already counted
-    (:attr:`PointsSummary.outstanding`)."""
+    every member's outstanding points at ``as_of``, and ``members`` the members with
+    events up to it, if already counted (:attr:`PointsSummary.outstanding`,
+    :attr:`PointsSummary.members_with_events`)."""
     sql, params = _events_sql(f)
-    cond, share = _sample(store, f, sample_customers, table="loyalty_events")
     end = _end_instant(as_of)
+    if members is None:
+        members = int(store.scalar(f"WITH e AS ({sql}) SELECT count(DISTINCT customer_key) FROM e WHERE occurred_at < $end",
+                                   {**params, "end": end}) or 0)
+    cond, share = _sample(store, f, sample_customers, n=members)
     ev = store.query(f"WITH e AS ({sql}) SELECT customer_key, occurred_at, kind, points FROM e "
                      f"WHERE occurred_at < $end AND {cond} ORDER BY customer_key, occurred_at", {**params, "end": end})
     b = breakage_forecast(fifo_flows(ev), as_of=as_of, value_per_point=value_per_point)
@@ -952,16 +973,6 @@ class Anchors:
     sample_share: float = 1.0
 
 
-def _codes(s: pl.Series, top: int = TOP_LEVELS) -> np.ndarray:
-    """Integer codes of a text column: the ``top`` most frequent values 0.., the rest
-    (and missing) pooled as ``top``."""
-    if s.len() == 0:
-        return np.zeros(0, np.int64)
-    counts = s.fill_null("").value_counts(name="n").sort(["n", s.name], descending=[True, False])
-    keep = {v: i for i, v in enumerate(counts[s.name].to_list()[:top])}
-    return s.fill_null("").replace_strict(keep, default=top, return_dtype=pl.Int64).to_numpy()
-
-
 def load_anchors(store: Store, f: Filters, *, as_of: date, margin_rate: float = DEFAULT_MARGIN_RATE,
                  sample_customers: int = CAUSAL_CUSTOMERS) -> Anchors:
     """The orders and enrolments :func:`estimate_did` needs, up to ``as_of`` (loyalty
@@ -971,10 +982,17 @@ def load_anchors(store: Store, f: Filters, *, as_of: date, margin_rate: float = 
     sample, share = _sample(store, g, sample_customers)
     base, params = g.orders_sql(extra=("channel", "category"))
     e = _end_instant(as_of)
+    # Channel and category as codes: the TOP_LEVELS most frequent values in the rows
+    # read 0.. (ties by value), the rest (and missing) pooled as TOP_LEVELS.
+    code = ("{c} AS (SELECT {c}, least(row_number() OVER (ORDER BY count(*) DESC, {c}) - 1, $top) AS code "
+            "FROM s GROUP BY 1)")
     o = store.query(
-        f"WITH o AS ({base}) SELECT customer_key AS k, CAST(epoch(ordered_at) AS BIGINT) AS t, margin, revenue, "
-        f"channel, category FROM o WHERE ordered_at < $e AND {sample} ORDER BY customer_key, ordered_at",
-        {**params, "margin_rate": margin_rate, "e": e})
+        f"WITH o AS ({base}), s AS MATERIALIZED (SELECT customer_key AS k, ordered_at, margin, revenue, "
+        f"  coalesce(channel, '') AS ch, coalesce(category, '') AS cat FROM o WHERE ordered_at < $e AND {sample}), "
+        f"{code.format(c='ch')}, {code.format(c='cat')} "
+        "SELECT k, CAST(epoch(ordered_at) AS BIGINT) AS t, margin, revenue, ch.code AS channel, cat.code AS category "
+        "FROM s JOIN ch USING (ch) JOIN cat USING (cat) ORDER BY k, ordered_at",
+        {**params, "margin_rate": margin_rate, "e": e, "top": TOP_LEVELS})
     msql, mparams = _members_sql(g)
     m = store.query(f"WITH m AS ({msql}) SELECT customer_key AS k, CAST(epoch(enrolled_at) AS BIGINT) AS t "
                     f"FROM m WHERE enrolled_at < $e AND {sample} ORDER BY 1", {**mparams, "e": e})
@@ -982,7 +1000,7 @@ def load_anchors(store: Store, f: Filters, *, as_of: date, margin_rate: float = 
         key=o["k"].to_numpy().astype(np.int64), t=o["t"].to_numpy().astype(np.int64),
         margin=o["margin"].fill_null(0.0).to_numpy().astype(float),
         revenue=o["revenue"].fill_null(0.0).to_numpy().astype(float),
-        channel=_codes(o["channel"]), category=_codes(o["category"]),
+        channel=o["channel"].to_numpy().astype(np.int64), category=o["category"].to_numpy().astype(np.int64),
         member_key=m["k"].to_numpy().astype(np.int64), member_t=m["t"].to_numpy().astype(np.int64),
         end=int((e - datetime(1970, 1, 1)).total_seconds()), sample_share=share)
 
@@ -1010,6 +1028,14 @@ def _percentiles(x: np.ndarray) -> tuple[float | None, float | None]:
         return None, None
     lo, hi = np.percentile(x, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def _counts_before(x: np.ndarray) -> np.ndarray:
+    """``out[i]`` = how many of ``x[:i]`` are true (int32: these arrays are many and
+    as long as the orders)."""
+    out = np.zeros(x.size + 1, np.int32)
+    np.cumsum(x, out=out[1:])
+    return out
 
 
 def estimate_did(a: Anchors, *, window_months: int = 6, draws: int = DRAWS, seed: int = SEED,
@@ -1041,8 +1067,8 @@ def estimate_did(a: Anchors, *, window_months: int = 6, draws: int = DRAWS, seed
     cm = np.concatenate([[0.0], np.cumsum(a.margin)])
     cr = np.concatenate([[0.0], np.cumsum(a.revenue)])
     n_ch, n_cat = int(a.channel.max()) + 1, int(a.category.max()) + 1
-    c_ch = [np.concatenate([[0], np.cumsum(a.channel == c)]) for c in range(n_ch)]
-    c_cat = [np.concatenate([[0], np.cumsum(a.category == c)]) for c in range(n_cat)]
+    c_ch = [_counts_before(a.channel == c) for c in range(n_ch)]
+    c_cat = [_counts_before(a.category == c) for c in range(n_cat)]
     enr = np.full(K, _BIG, np.int64)
     enr[a.member_key] = a.member_t - base
     limit = (1 << shift) - 1
@@ -1091,11 +1117,10 @@ def estimate_did(a: Anchors, *, window_months: int = 6, draws: int = DRAWS, seed
                  np.log(np.maximum(a.revenue[anchor], 1.0))]
         feats += [(c_ch[c][ir] - c_ch[c][s0]) / n_hist for c in range(n_ch)]
         feats += [(c_cat[c][ir] - c_cat[c][s0]) / n_hist for c in range(n_cat)]
-        feats += [(a.channel[anchor] == c).astype(float) for c in range(n_ch)]
-        feats += [(a.category[anchor] == c).astype(float) for c in range(n_cat)]
         pre = (cm[il] - cm[lo1]) / wm
         return {"pre": pre, "pre2": (cm[lo1] - cm[lo2]) / wm,
                 "post": (cm[hi] - cm[ir]) / wm, "month": month(t0), "X": feats,
+                "codes": [a.channel[anchor], a.category[anchor]],
                 "band": np.searchsorted(np.asarray(F_BANDS), F, side="right"),
                 "trend_ok": t0 - 2 * W >= data_start}
 
@@ -1135,23 +1160,32 @@ def estimate_did(a: Anchors, *, window_months: int = 6, draws: int = DRAWS, seed
     rng = np.random.default_rng(seed)
     fit_c = np.arange(ck.size) if ck.size <= FIT_CONTROLS else np.sort(rng.choice(ck.size, FIT_CONTROLS, replace=False))
     fit_m = np.arange(mk.size) if mk.size <= FIT_CONTROLS else np.sort(rng.choice(mk.size, FIT_CONTROLS, replace=False))
-    onehot = np.eye(months.size)
-    X = np.vstack([np.column_stack([*(v[fit_m] for v in M["X"]), onehot[mi_m[fit_m]]]),
-                   np.column_stack([*(v[fit_c] for v in C["X"]), onehot[mi_c[fit_c]]])])
+    # Categorical features (the anchor order's channel and category, the month): one-hot
+    # columns in the fit, looked up when scoring (no one-hot arrays for every anchor).
+    sizes = (n_ch, n_cat, months.size)
+    codes_m, codes_c = [*M["codes"], mi_m], [*C["codes"], mi_c]
+
+    def design(feats: list[np.ndarray], codes: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+        return np.column_stack([*(v[rows] for v in feats), *(np.eye(k)[c[rows]] for k, c in zip(sizes, codes))])
+
+    X = np.vstack([design(M["X"], codes_m, fit_m), design(C["X"], codes_c, fit_c)])
     mu, sd = X.mean(axis=0), X.std(axis=0)
     sd[sd == 0] = 1.0
     beta = _logistic(np.column_stack([np.ones(len(X)), (X - mu) / sd]), np.r_[np.ones(fit_m.size), np.zeros(fit_c.size)])
     coef = beta[1:] / sd
     const = beta[0] - float(mu @ coef)
     nf = len(M["X"])
+    blocks = np.split(coef[nf:], np.cumsum(sizes)[:-1])
 
-    def score(feats: list[np.ndarray], mi: np.ndarray) -> np.ndarray:
-        out = coef[nf:][mi] + const
+    def score(feats: list[np.ndarray], codes: list[np.ndarray]) -> np.ndarray:
+        out = np.full(feats[0].size, const)
         for c, v in zip(coef[:nf], feats):
             out += c * v
+        for b, code in zip(blocks, codes):
+            out += b[code]
         return out
 
-    ps_m, ps_c = score(M["X"], mi_m), score(C["X"], mi_c)
+    ps_m, ps_c = score(M["X"], codes_m), score(C["X"], codes_c)
     # Strata: calendar month x frequency band x propensity bin (members' quantiles);
     # coarser bins for members whose stratum has fewer than ``min_controls``
     # comparison anchors. Inside a stratum comparison anchors are weighted by their
@@ -1253,10 +1287,11 @@ def estimate_did(a: Anchors, *, window_months: int = 6, draws: int = DRAWS, seed
 def _bootstrap(num: np.ndarray, t: np.ndarray, wm: int, var_c: float, draws: int,
                rng: np.random.Generator) -> np.ndarray:
     """Draws of mean(num) / (1 - mean(t) / wm) over resamples of the rows (in blocks
-    of about 4M indices), plus a normal draw of variance ``var_c``."""
+    of about 256k indices: small blocks reuse their memory), plus a normal draw of
+    variance ``var_c``."""
     n = num.size
     out = np.empty(draws)
-    step = max(1, 4_000_000 // max(n, 1))
+    step = max(1, 262_144 // max(n, 1))
     for b0 in range(0, draws, step):
         b1 = min(draws, b0 + step)
         idx = rng.integers(0, n, size=(b1 - b0, n))
@@ -1623,7 +1658,7 @@ def referral_rate_by_month(store: Store, f: Filters, *, start: date, end: date,
 
 def referral_view(store: Store, f: Filters, *, start: date, end: date, margin_rate: float = DEFAULT_MARGIN_RATE,
                   programme: str = REFERRAL_PROGRAMME, top: int = 10, masked: bool = True,
-                  cells: pl.DataFrame | None = None) -> ReferralResult:
+                  cells: pl.DataFrame | None = None, referred: pl.DataFrame | None = None) -> ReferralResult:
     """The referral programme over ``[start, end]``.
 
     - Referral rate: :func:`referral_rate_by_month`, and over the whole period.
@@ -1644,12 +1679,10 @@ def referral_view(store: Store, f: Filters, *, start: date, end: date, margin_ra
       customers, then their margin to ``end``; ids masked (``mask_id``) unless
       ``masked`` is False.
 
-    ``cells``: the referral part of :func:`window_cells` for the same window, if already read."""
-    base, params = f.orders_sql()
-    e = _end_instant(end)
-    p = {**params, "margin_rate": margin_rate, "s": instant(start), "e": e}
-    if cells is None:
-        cells = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)[1]
+    ``cells`` and ``referred``: the referral and referred parts of :func:`window_cells`
+    for the same window, if already read."""
+    if cells is None or referred is None:
+        _, cells, referred = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)
     rows = []
     for (m,), part in cells.group_by("m", maintain_order=True):
         n = int(part["n"].sum())
@@ -1707,15 +1740,15 @@ def referral_view(store: Store, f: Filters, *, start: date, end: date, margin_ra
         if r["roi"] is not None:
             roi_lo, roi_hi = (inc_lo - cost) / cost, (inc_hi - cost) / cost
     total_ref_margin = float(ref["s1"].sum()) if ref.height else None
-    adv = store.query(
-        f"WITH o AS ({base}), rr AS (SELECT * FROM referrals WHERE referred_at >= $s AND referred_at < $e), "
-        "v AS (SELECT customer_key, sum(margin) AS margin, sum(revenue) AS revenue FROM o "
-        "  WHERE ordered_at < $e AND customer_key IN (SELECT referred_key FROM rr) GROUP BY 1) "
-        "SELECT coalesce(c.customer_id, rr.referrer_id) AS referrer, count(*) AS referred, "
-        "coalesce(sum(v.margin), 0) AS referred_margin, coalesce(sum(v.revenue), 0) AS referred_revenue, "
-        "coalesce(sum(rr.reward_cost), 0) AS rewards FROM rr LEFT JOIN customers c ON c.customer_key = rr.referrer_key "
-        "LEFT JOIN v ON v.customer_key = rr.referred_key GROUP BY 1 "
-        "ORDER BY referred DESC, referred_margin DESC, referrer LIMIT $top", {**p, "top": int(top)})
+    links = store.query(
+        "SELECT coalesce(c.customer_id, rr.referrer_id) AS referrer, rr.referred_key, rr.reward_cost "
+        "FROM referrals rr LEFT JOIN customers c ON c.customer_key = rr.referrer_key "
+        "WHERE rr.referred_at >= $s AND rr.referred_at < $e", {"s": instant(start), "e": _end_instant(end)})
+    adv = links.join(referred, left_on="referred_key", right_on="customer_key", how="left").group_by("referrer").agg(
+        pl.len().cast(pl.Int64).alias("referred"), pl.col("margin").sum().cast(pl.Float64).alias("referred_margin"),
+        pl.col("revenue").sum().cast(pl.Float64).alias("referred_revenue"),
+        pl.col("reward_cost").sum().cast(pl.Float64).alias("rewards"),
+    ).sort(["referred", "referred_margin", "referrer"], descending=[True, True, False]).head(int(top))
     if masked:
         adv = pymap.columns(adv, {"referrer": mask_id})
     return ReferralResult(
@@ -1725,7 +1758,7 @@ def referral_view(store: Store, f: Filters, *, start: date, end: date, margin_ra
         incremental=inc, incremental_low=inc_lo, incremental_high=inc_hi, roi=r["roi"], roi_low=roi_lo,
         roi_high=roi_hi, verdict=verdict(roi_lo, roi_hi, cost_known=r["roi"] is not None),
         roi_all_incremental=roi(total_ref_margin, cost) if cost_known else None,
-        advocates=adv.with_columns(pl.col("referred").cast(pl.Int64)))
+        advocates=adv)
 
 
 # ---------------------------------------------------------------------------------
@@ -1787,13 +1820,14 @@ def loyalty_view(store: Store, f: Filters, *, as_of: date, value_per_point: floa
     def points_branch() -> tuple[pl.DataFrame, PointsSummary, Breakage]:
         pts = points_summary(store, f, start=start, end=end, value_per_point=value_per_point)
         return (points_by_month(store, f, as_of=end), pts,
-                breakage(store, f, as_of=end, value_per_point=value_per_point, outstanding=pts.outstanding))
+                breakage(store, f, as_of=end, value_per_point=value_per_point, outstanding=pts.outstanding,
+                         members=pts.members_with_events))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         fut = pool.submit(causal_effect, store, f, as_of=as_of, margin_rate=margin_rate,
                           window_months=window_months, draws=draws, seed=seed, sample_customers=sample_customers)
         points_fut = pool.submit(points_branch)
-        naive_cells, referral_cells = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)
+        naive_cells, referral_cells, referred = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)
         parts = dict(
             enrolment=enrolment_by_month(store, f, as_of=end),
             active_share=active_enrolled_share(store, f, as_of=end, margin_rate=margin_rate),
@@ -1803,7 +1837,8 @@ def loyalty_view(store: Store, f: Filters, *, as_of: date, value_per_point: floa
             naive=naive_comparison(store, f, start=start, end=end, margin_rate=margin_rate, cells=naive_cells),
             curves=naive_curves(store, f, as_of=end, margin_rate=margin_rate),
             referrals=referral_view(store, f, start=start, end=end, margin_rate=margin_rate,
-                                    programme=referral_programme, masked=masked, cells=referral_cells),
+                                    programme=referral_programme, masked=masked, cells=referral_cells,
+                                    referred=referred),
         )
         parts["points_monthly"], parts["points"], parts["breakage"] = points_fut.result()
         causal = fut.result()
