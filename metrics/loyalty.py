@@ -852,39 +852,54 @@ def naive_comparison(store: Store, f: Filters, *, start: date, end: date,
 
 
 def naive_curves(store: Store, f: Filters, *, as_of: date, months: int = 12,
-                 margin_rate: float = DEFAULT_MARGIN_RATE, sample_customers: int | None = None) -> pl.DataFrame:
+                 margin_rate: float = DEFAULT_MARGIN_RATE, sample_customers: int | None = None,
+                 anchors: Anchors | None = None) -> pl.DataFrame:
     """Retention curves of the three groups (status at ``as_of``, as in
     :func:`naive_comparison`; customers with a first completed order by then): group,
     k (months since the first order's month), customers (those observed k months
     later), active (with an order in month k), share (classic N-period retention).
     Above ``sample_customers`` customers (default :data:`SAMPLE_CUSTOMERS`), a fixed
-    hashed sample of them (counts are the sample's)."""
-    g = _all_customers(f)
-    sample, _ = _sample(store, g, SAMPLE_CUSTOMERS if sample_customers is None else sample_customers)
-    base, params = g.orders_sql()
-    base = f"SELECT * FROM ({base}) WHERE {sample}"
-    msql, mparams = _members_sql(g)
+    hashed sample of them (counts are the sample's).
+
+    ``anchors``: the causal estimate's orders (:func:`load_anchors`, the same filters,
+    read up to ``as_of`` or later), if already read: the curves then use its sample
+    and read only the redeemers."""
+    if anchors is None:
+        anchors = load_anchors(store, f, as_of=as_of, margin_rate=margin_rate,
+                               sample_customers=SAMPLE_CUSTOMERS if sample_customers is None else sample_customers)
     e = _end_instant(as_of)
-    now = month_index(as_of)
-    raw = store.query(
-        f"WITH o AS ({base}), m AS ({msql}), "
-        "r AS (SELECT DISTINCT customer_key FROM loyalty_events WHERE lower(kind) = 'redeem' AND occurred_at < $e), "
-        f"a AS (SELECT DISTINCT customer_key, {MONTH_INDEX.format(col='ordered_at')} AS mo FROM o WHERE ordered_at < $e), "
-        "f0 AS (SELECT customer_key, min(mo) AS c FROM a GROUP BY 1), "
-        "grp AS (SELECT f0.customer_key, f0.c, CASE WHEN m.enrolled_at IS NULL OR m.enrolled_at >= $e THEN 'non_member' "
-        "  WHEN r.customer_key IS NOT NULL THEN 'redeeming' ELSE 'non_redeeming' END AS grp "
-        "  FROM f0 LEFT JOIN m USING (customer_key) LEFT JOIN r USING (customer_key)), "
-        "hits AS (SELECT grp.grp, a.mo - grp.c AS k, count(*) AS active FROM a JOIN grp USING (customer_key) "
-        "  WHERE a.mo - grp.c <= $months GROUP BY 1, 2), "
-        "sizes AS (SELECT grp, c, count(*) AS n FROM grp GROUP BY 1, 2) "
-        "SELECT grp, k, active, (SELECT sum(n) FROM sizes s WHERE s.grp = hits.grp AND s.c + hits.k <= $now) AS customers "
-        "FROM hits ORDER BY 1, 2",
-        {**params, **mparams, "margin_rate": margin_rate, "e": e, "months": int(months), "now": now})
+    e_s = _epoch(e)
+    redeemers = store.query(
+        "SELECT DISTINCT customer_key AS k FROM loyalty_events WHERE lower(kind) = 'redeem' AND occurred_at < $e",
+        {"e": e})["k"].to_numpy().astype(np.int64)
+    keep = anchors.t < e_s
+    key, t = anchors.key[keep], anchors.t[keep]  # sorted by customer and time
+    mo = t.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)  # months since January 1970
+    now = month_index(as_of) - month_index(date(1970, 1, 1))
+    first = _firsts(key)
+    cust = np.cumsum(first) - 1  # each order's customer, 0..
+    ck, c0 = key[first], mo[first]  # customers and their first order's month
+    member = np.isin(ck, anchors.member_key[anchors.member_t < e_s])
+    grp = np.where(~member, 0, np.where(np.isin(ck, redeemers), 2, 1))  # in the order of NAMES below
+    names = ("non_member", "non_redeeming", "redeeming")
+    # Active customer-months: each (customer, month) once; k = months since the first.
+    new_month = first | np.r_[True, mo[1:] != mo[:-1]]
+    k = mo[new_month] - c0[cust[new_month]]
+    g = grp[cust[new_month]]
+    ok = k <= months
+    width = int(months) + 1
+    active = np.bincount(g[ok] * width + k[ok], minlength=3 * width).reshape(3, width)
+    rows = []
+    for gi, name in enumerate(names):
+        firsts_g = np.sort(c0[grp == gi])
+        for kk in np.flatnonzero(active[gi]):
+            # Customers observed k months later: first month + k no later than as_of's month.
+            n = int(np.searchsorted(firsts_g, now - kk, side="right"))
+            rows.append((name, int(kk), n, int(active[gi, kk])))
+    out = pl.DataFrame(rows, schema={"group": pl.Utf8, "k": pl.Int64, "customers": pl.Int64, "active": pl.Int64},
+                       orient="row")
     # Active counts must come from the same (mature) cohorts as the denominator.
-    return raw.with_columns((pl.col("active").cast(pl.Float64) / pl.col("customers").cast(pl.Float64)).alias("share")
-                            ).rename({"grp": "group"}).select(
-        "group", pl.col("k").cast(pl.Int64), pl.col("customers").cast(pl.Int64), pl.col("active").cast(pl.Int64),
-        "share")
+    return out.with_columns((pl.col("active").cast(pl.Float64) / pl.col("customers").cast(pl.Float64)).alias("share"))
 
 
 # ---------------------------------------------------------------------------------
@@ -1333,7 +1348,7 @@ def _epoch(d: datetime) -> int:
 
 def causal_effect(store: Store, f: Filters, *, as_of: date, margin_rate: float = DEFAULT_MARGIN_RATE,
                   window_months: int = 6, draws: int = DRAWS, seed: int = SEED,
-                  sample_customers: int = CAUSAL_CUSTOMERS) -> CausalResult:
+                  sample_customers: int = CAUSAL_CUSTOMERS, anchors: Anchors | None = None) -> CausalResult:
     """The incremental monthly gross margin per member (DESIGN's Loyalty ROI:
     difference in differences, non-members matched on pre-enrolment behaviour).
 
@@ -1380,7 +1395,8 @@ def causal_effect(store: Store, f: Filters, *, as_of: date, margin_rate: float =
       enrolment + W]`` up to ``as_of``; incremental_margin = effect x member_months.
 
     Above ``sample_customers`` customers a fixed hashed sample is read
-    (:func:`load_anchors`); member_months always count every member.
+    (:func:`load_anchors`; ``anchors``, if already read); member_months always count
+    every member.
 
     Validated on the demo (tests/test_loyalty.py): at 20,000 customers the interval
     covers the true effect with the demo's lift, and 0 without one, on every seed
@@ -1390,7 +1406,8 @@ def causal_effect(store: Store, f: Filters, *, as_of: date, margin_rate: float =
     and the correction for comparison customers who join later falls slightly short
     (they join while active); at the demo's lift of 0.25 the two cancel (estimates
     within about 1,000 of the truth of about 28,000)."""
-    a = load_anchors(store, f, as_of=as_of, margin_rate=margin_rate, sample_customers=sample_customers)
+    a = anchors if anchors is not None else load_anchors(store, f, as_of=as_of, margin_rate=margin_rate,
+                                                         sample_customers=sample_customers)
     res = estimate_did(a, window_months=window_months, draws=draws, seed=seed)
     enrolled = enrolment_times(store, _all_customers(f))
     enrolled = enrolled[enrolled < _epoch(_end_instant(as_of))]
@@ -1824,9 +1841,14 @@ def loyalty_view(store: Store, f: Filters, *, as_of: date, value_per_point: floa
                          members=pts.members_with_events))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        fut = pool.submit(causal_effect, store, f, as_of=as_of, margin_rate=margin_rate,
-                          window_months=window_months, draws=draws, seed=seed, sample_customers=sample_customers)
+        # The causal estimate's orders first; its estimate takes their worker when they
+        # are read, and the retention curves (here) read the same sample.
+        anchors = pool.submit(load_anchors, store, f, as_of=as_of, margin_rate=margin_rate,
+                              sample_customers=sample_customers)
         points_fut = pool.submit(points_branch)
+        fut = pool.submit(lambda: causal_effect(store, f, as_of=as_of, margin_rate=margin_rate,
+                                                window_months=window_months, draws=draws, seed=seed,
+                                                anchors=anchors.result()))
         naive_cells, referral_cells, referred = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)
         parts = dict(
             enrolment=enrolment_by_month(store, f, as_of=end),
@@ -1835,7 +1857,7 @@ def loyalty_view(store: Store, f: Filters, *, as_of: date, value_per_point: floa
             tier_movement=tier_movement(store, f, start - timedelta(days=1), end, rule=tier_rule,
                                         margin_rate=margin_rate),
             naive=naive_comparison(store, f, start=start, end=end, margin_rate=margin_rate, cells=naive_cells),
-            curves=naive_curves(store, f, as_of=end, margin_rate=margin_rate),
+            curves=naive_curves(store, f, as_of=end, margin_rate=margin_rate, anchors=anchors.result()),
             referrals=referral_view(store, f, start=start, end=end, margin_rate=margin_rate,
                                     programme=referral_programme, masked=masked, cells=referral_cells,
                                     referred=referred),

@@ -7,6 +7,7 @@
     python3 tests/benchmark.py --customers 1000000 --workdir /tmp/cmbench --reuse --clv   # CLV (issue 5)
     python3 tests/benchmark.py --load --customers 20000 --workdir /tmp/cmload   # load test only
     python3 tests/benchmark.py --customers 1000000 --workdir /tmp/cmbench --reuse --spark  # Spark beside DuckDB (issue 9)
+    python3 tests/benchmark.py --customers 1000000 --years 4 --workdir /tmp/cmbench --reuse --loyalty  # issue 6's size
 
 Each measurement runs in a fresh child process, so "cold" means a newly opened
 database with nothing cached, and peak memory is that process's own maximum RSS.
@@ -86,6 +87,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+YEARS = 3.0  # years of demo history (--years)
+
+
+def bench_db(workdir: Path, n: int) -> Path:
+    """The benchmark database of ``n`` customers (and ``YEARS`` of history) in ``workdir``."""
+    return workdir / (f"bench_{n}.duckdb" if YEARS == 3.0 else f"bench_{n}_{YEARS:g}y.duckdb")
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -97,7 +106,7 @@ def child_generate(db: str, customers: int) -> dict:
 
     t = time.perf_counter()
     store = Store(db)
-    truth = demo.build(store, customers=customers, seed=7)
+    truth = demo.build(store, customers=customers, seed=7, years=YEARS)
     store.close()
     return {"seconds": time.perf_counter() - t, "peak_rss_mb": _rss_mb(), "orders": truth["counts"]["orders"]}
 
@@ -1097,7 +1106,8 @@ CHILDREN = {"generate": child_generate, "retention": child_retention, "overview"
 
 def run_child(name: str, db: Path, customers: int) -> dict:
     res = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--db", str(db), "--customers", str(customers)],
+        [sys.executable, __file__, "--child", name, "--db", str(db), "--customers", str(customers),
+         "--years", str(YEARS)],
         cwd=ROOT, capture_output=True, text=True,
     )
     if res.returncode != 0:
@@ -1132,6 +1142,9 @@ def main() -> int:
                     help="how long each --load session keeps starting page loads")
     ap.add_argument("--load-cold", action="store_true",
                     help="--load with the server's warm-up off: every session arrives on empty caches")
+    ap.add_argument("--years", type=float, default=3.0,
+                    help="years of demo history (3; more years, more orders per customer: 4 gives about 10 "
+                         "orders per customer); databases of other than 3 years are named bench_<n>_<years>y")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write the databases (default: a temp dir)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the databases already in --workdir instead of generating them again")
@@ -1143,6 +1156,8 @@ def main() -> int:
     if args.customers is None:
         args.customers = [20_000] if args.load else [100_000, 1_000_000]
 
+    global YEARS
+    YEARS = args.years
     if args.child:
         print(json.dumps(CHILDREN[args.child](args.db, args.customers[0])))
         return 0
@@ -1154,7 +1169,7 @@ def main() -> int:
     def on_largest(name: str) -> tuple[int, dict]:
         """Child ``name`` on the largest size's database, kept in the results under ``name``."""
         n = max(args.customers)
-        res = run_child(name, workdir / f"bench_{n}.duckdb", n)
+        res = run_child(name, bench_db(workdir, n), n)
         results[name] = {"customers_db": n, **res}
         return n, res
     if args.load:
@@ -1162,7 +1177,7 @@ def main() -> int:
                                          args.reuse, cold=args.load_cold)
         return write_results(results)
     for n in args.customers:
-        db = workdir / f"bench_{n}.duckdb"
+        db = bench_db(workdir, n)
         if args.reuse and db.exists():
             import duckdb
 
@@ -1195,7 +1210,7 @@ def main() -> int:
         print(f"retention page computation (365 days) cold {ret['page_cold_s']:6.3f} s   warm {ret['page_warm_s']:6.3f} s"
               f"   peak RSS {ret['peak_rss_mb']:6.0f} MB")
     if args.import_rows:
-        source = workdir / f"bench_{max(args.customers)}.duckdb"
+        source = bench_db(workdir, max(args.customers))
         made = run_child("import_csv", source, args.import_rows)
         # Alternated, median of --repeat runs each: on a small shared machine one run
         # of either can be 30% off.
@@ -1217,7 +1232,7 @@ def main() -> int:
               f"file to file; checking {ours['check_s']:.2f} s)")
     if args.clv:
         n = max(args.customers)
-        source = workdir / f"bench_{n}.duckdb"
+        source = bench_db(workdir, n)
         ours = run_child("clv", source, n)
         theirs = lifetimes_side(workdir, ours["parquet"])
         big = workdir / f"orders_{args.clv_orders}.import.duckdb"

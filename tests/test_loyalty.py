@@ -633,3 +633,58 @@ def test_demo_view():
     red, non, out = (v.naive.filter(pl.col("group") == g).row(0, named=True) for g in L.GROUPS)
     assert red["spend_per_customer"] > non["spend_per_customer"] > out["spend_per_customer"]
     assert all("•" in x for x in v.referrals.advocates["referrer"].to_list())
+
+
+def test_curves_and_advocates_against_brute_force():
+    """On a demo: the retention curves (from the causal estimate's orders, read to a
+    later date than the curves' end, or read by themselves) and the top advocates
+    (from window_cells' per-customer pass) equal the definitions computed row by row
+    from the tables."""
+    store, _ = demo_store(2, 0.25)
+    end = date(2025, 3, 31)
+    f = Filters(start=date(2024, 4, 1), end=end)
+    try:
+        orders = store.query("SELECT customer_key, ordered_at, revenue, coalesce(gross_margin, revenue * 0.3) AS margin "
+                             "FROM orders WHERE status = 'completed' AND ordered_at < $e", {"e": datetime(2025, 4, 1)})
+        members = store.query("SELECT customer_key FROM loyalty_members WHERE enrolled_at < $e",
+                              {"e": datetime(2025, 4, 1)})["customer_key"]
+        redeemers = store.query("SELECT DISTINCT customer_key FROM loyalty_events WHERE kind = 'redeem' "
+                                "AND occurred_at < $e", {"e": datetime(2025, 4, 1)})["customer_key"]
+        referrals = store.query("SELECT r.referrer_id, r.referred_key, r.reward_cost FROM referrals r "
+                                "WHERE referred_at >= $s AND referred_at < $e",
+                                {"s": datetime(2024, 4, 1), "e": datetime(2025, 4, 1)})
+        standalone = L.naive_curves(store, f, as_of=end)
+        shared = L.naive_curves(store, f, as_of=end, anchors=L.load_anchors(store, f, as_of=DEMO_END, margin_rate=0.3))
+        _, cells, referred = L.window_cells(store, f, start=f.start, end=end, margin_rate=0.3)
+        ref = L.referral_view(store, f, start=f.start, end=end, margin_rate=0.3, masked=False, top=5,
+                              cells=cells, referred=referred)
+    finally:
+        store.close()
+    # Curves by hand: each customer's group at the end, months since the first order's month.
+    o = orders.with_columns((pl.col("ordered_at").dt.year() * 12 + pl.col("ordered_at").dt.month() - 1).alias("mo"))
+    c = o.group_by("customer_key").agg(pl.col("mo").min().alias("c")).with_columns(
+        pl.when(~pl.col("customer_key").is_in(members.implode())).then(pl.lit("non_member"))
+        .when(pl.col("customer_key").is_in(redeemers.implode())).then(pl.lit("redeeming"))
+        .otherwise(pl.lit("non_redeeming")).alias("group"))
+    now = 2025 * 12 + 3 - 1
+    hits = (o.select("customer_key", "mo").unique().join(c, on="customer_key")
+            .with_columns((pl.col("mo") - pl.col("c")).alias("k")).filter(pl.col("k") <= 12)
+            .group_by("group", "k").agg(pl.len().alias("active")))
+    rows = []
+    for g, k, active in hits.sort("group", "k").iter_rows():
+        n = c.filter((pl.col("group") == g) & (pl.col("c") + k <= now)).height
+        rows.append((g, k, n, active))
+    assert standalone.select("group", "k", "customers", "active").rows() == rows
+    assert shared.equals(standalone)
+    assert standalone["share"].to_list() == pytest.approx([a / n for _, _, n, a in rows])
+    # Advocates by hand: referrals dated in the period, the referred customers' margin to the end.
+    per = orders.group_by("customer_key").agg(pl.col("margin").sum(), pl.col("revenue").sum())
+    adv = (referrals.join(per, left_on="referred_key", right_on="customer_key", how="left")
+           .group_by("referrer_id").agg(pl.len().alias("referred"), pl.col("margin").sum().alias("referred_margin"),
+                                        pl.col("revenue").sum().alias("referred_revenue"),
+                                        pl.col("reward_cost").sum().alias("rewards"))
+           .sort(["referred", "referred_margin", "referrer_id"], descending=[True, True, False]).head(5))
+    assert ref.advocates["referrer"].to_list() == adv["referrer_id"].to_list()
+    assert ref.advocates["referred"].to_list() == adv["referred"].to_list()
+    for col in ("referred_margin", "referred_revenue", "rewards"):
+        assert ref.advocates[col].to_list() == pytest.approx(adv[col].to_list())
