@@ -7,7 +7,7 @@
     python3 tests/benchmark.py --customers 1000000 --workdir /tmp/cmbench --reuse --clv   # CLV (issue 5)
     python3 tests/benchmark.py --load --customers 20000 --workdir /tmp/cmload   # load test only
     python3 tests/benchmark.py --customers 1000000 --workdir /tmp/cmbench --reuse --spark  # Spark beside DuckDB (issue 9)
-    python3 tests/benchmark.py --customers 1000000 --years 4 --workdir /tmp/cmbench --reuse --loyalty  # issue 6's size
+    python3 tests/benchmark.py --customers 1000000 --years 5.5 --workdir /tmp/cmbench --reuse --loyalty  # issue 6's size
 
 Each measurement runs in a fresh child process, so "cold" means a newly opened
 database with nothing cached, and peak memory is that process's own maximum RSS.
@@ -1143,8 +1143,9 @@ def main() -> int:
     ap.add_argument("--load-cold", action="store_true",
                     help="--load with the server's warm-up off: every session arrives on empty caches")
     ap.add_argument("--years", type=float, default=3.0,
-                    help="years of demo history (3; more years, more orders per customer: 4 gives about 10 "
-                         "orders per customer); databases of other than 3 years are named bench_<n>_<years>y")
+                    help="years of demo history (3; more years, more orders per customer: 1,000,000 customers "
+                         "over 5.5 years make 10.0 million orders); databases of other than 3 years are named "
+                         "bench_<n>_<years>y")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write the databases (default: a temp dir)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the databases already in --workdir instead of generating them again")
