@@ -760,8 +760,9 @@ def breakage(store: Store, f: Filters, *, as_of: date, value_per_point: float,
     sql, params = _events_sql(f)
     end = _end_instant(as_of)
     if members is None:
-        members = int(store.scalar(f"WITH e AS ({sql}) SELECT count(DISTINCT customer_key) FROM e WHERE occurred_at < $end",
-                                   {**params, "end": end}) or 0)
+        members = int(store.scalar(
+            f"WITH e AS ({sql}) SELECT count(DISTINCT customer_key) FROM e WHERE occurred_at < $end",
+            {**params, "end": end}) or 0)
     cond, share = _sample(store, f, sample_customers, n=members)
     ev = store.query(f"WITH e AS ({sql}) SELECT customer_key, occurred_at, kind, points FROM e "
                      f"WHERE occurred_at < $end AND {cond} ORDER BY customer_key, occurred_at", {**params, "end": end})

@@ -644,8 +644,9 @@ def test_curves_and_advocates_against_brute_force():
     end = date(2025, 3, 31)
     f = Filters(start=date(2024, 4, 1), end=end)
     try:
-        orders = store.query("SELECT customer_key, ordered_at, revenue, coalesce(gross_margin, revenue * 0.3) AS margin "
-                             "FROM orders WHERE status = 'completed' AND ordered_at < $e", {"e": datetime(2025, 4, 1)})
+        orders = store.query("SELECT customer_key, ordered_at, revenue, coalesce(gross_margin, revenue * 0.3) "
+                             "AS margin FROM orders WHERE status = 'completed' AND ordered_at < $e",
+                             {"e": datetime(2025, 4, 1)})
         members = store.query("SELECT customer_key FROM loyalty_members WHERE enrolled_at < $e",
                               {"e": datetime(2025, 4, 1)})["customer_key"]
         redeemers = store.query("SELECT DISTINCT customer_key FROM loyalty_events WHERE kind = 'redeem' "
