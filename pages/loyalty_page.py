@@ -217,7 +217,8 @@ nv = view.naive
 pred = frame.loyalty_predicted(path, version, f, as_of, float(vpp), float(margin) / 100, float(extra), int(window))
 if pred is not None:
     nv = nv.join(pred.select("group", "predicted_clv", "p_alive"), on="group", how="left")
-fns = {"group": lambda g: ctx.t(f"loy.group.{g}"), "spend_per_customer": money.full, "aov": money.full,
+fns = {"group": lambda g: ctx.t(f"loy.group.{g}"), "customers": lambda n: fmt.number(n, lang),
+       "spend_per_customer": money.full, "aov": money.full,
        "historical_clv": money.full, "repeat_rate": lambda v: fmt.percent(v, lang, 0)}
 cols = [
     pl.col("group").alias(ctx.t("loy.col.group")),
@@ -289,8 +290,8 @@ elif ref.referred:
     st.info(ctx.t("loy.ref_unknown"), icon=":material/help:")
 if ref.comparison.height:
     frame.dataframe(st, pymap.columns(ref.comparison, {
-        "group": lambda g: ctx.t(f"loy.ref_group.{g}"), "repeat_rate": lambda v: fmt.percent(v, lang, 0),
-        "historical_clv": money.full,
+        "group": lambda g: ctx.t(f"loy.ref_group.{g}"), "customers": lambda n: fmt.number(n, lang),
+        "repeat_rate": lambda v: fmt.percent(v, lang, 0), "historical_clv": money.full,
     }).select(
         pl.col("group").alias(ctx.t("loy.col.group")),
         pl.col("customers").alias(ctx.t("loy.col.customers")),
