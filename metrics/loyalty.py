@@ -64,8 +64,10 @@ SQL (through :meth:`data.store.Store.query`) aggregates; numpy does the per-anch
 window sums and the bootstrap on arrays sorted by customer and time. Three readings
 are statistical and read a fixed sample of customers (by a hash of the integer key)
 when the data are large, so their cost stays bounded: the causal estimate (above
-:data:`CAUSAL_CUSTOMERS`), the breakage forecast (:data:`BREAKAGE_MEMBERS`), the
-retention curves and the enrolled share of active customers (:data:`SAMPLE_CUSTOMERS`).
+:data:`CAUSAL_CUSTOMERS`; in :func:`loyalty_view` the retention curves read the
+same sample), the breakage forecast (:data:`BREAKAGE_MEMBERS` members with events up
+to the end), the enrolled share of active customers and the curves read on their own
+(:data:`SAMPLE_CUSTOMERS`).
 Counts, totals and money outside those are exact. :func:`loyalty_view` returns all of
 it for the page in one call.
 """
@@ -97,7 +99,7 @@ MONTH_SECONDS = MONTH_DAYS * DAY
 DRAWS = 300
 SEED = 7
 CAUSAL_CUSTOMERS = 100_000  # above this, the causal estimate reads a hashed customer sample
-SAMPLE_CUSTOMERS = 100_000  # likewise the retention curves and the enrolled share of active customers
+SAMPLE_CUSTOMERS = 100_000  # likewise the enrolled share of active customers and the curves read on their own
 BREAKAGE_MEMBERS = 50_000  # and the breakage forecast (members with points events)
 FIT_CONTROLS = 40_000  # comparison anchors the propensity model is fitted on (at most)
 MIN_CONTROLS = 3  # comparison anchors a stratum needs
@@ -1006,11 +1008,11 @@ def load_anchors(store: Store, f: Filters, *, as_of: date, margin_rate: float = 
         f"WITH o AS ({base}), s AS MATERIALIZED (SELECT customer_key AS k, ordered_at, margin, revenue, "
         f"  coalesce(channel, '') AS ch, coalesce(category, '') AS cat FROM o WHERE ordered_at < $e AND {sample}), "
         f"{code.format(c='ch')}, {code.format(c='cat')} "
-        "SELECT k, CAST(epoch(ordered_at) AS BIGINT) AS t, margin, revenue, ch.code AS channel, cat.code AS category "
+        "SELECT k, CAST(floor(epoch(ordered_at)) AS BIGINT) AS t, margin, revenue, ch.code AS channel, cat.code AS category "
         "FROM s JOIN ch USING (ch) JOIN cat USING (cat) ORDER BY k, ordered_at",
         {**params, "margin_rate": margin_rate, "e": e, "top": TOP_LEVELS})
     msql, mparams = _members_sql(g)
-    m = store.query(f"WITH m AS ({msql}) SELECT customer_key AS k, CAST(epoch(enrolled_at) AS BIGINT) AS t "
+    m = store.query(f"WITH m AS ({msql}) SELECT customer_key AS k, CAST(floor(epoch(enrolled_at)) AS BIGINT) AS t "
                     f"FROM m WHERE enrolled_at < $e AND {sample} ORDER BY 1", {**mparams, "e": e})
     return Anchors(
         key=o["k"].to_numpy().astype(np.int64), t=o["t"].to_numpy().astype(np.int64),
@@ -1194,10 +1196,12 @@ def estimate_did(a: Anchors, *, window_months: int = 6, draws: int = DRAWS, seed
     blocks = np.split(coef[nf:], np.cumsum(sizes)[:-1])
 
     def score(feats: list[np.ndarray], codes: list[np.ndarray]) -> np.ndarray:
-        out = np.full(feats[0].size, const)
+        # In the order of the sums before the lookups (month, features, channel,
+        # category), so the scores stay the same to the last bit.
+        out = blocks[2][codes[2]] + const
         for c, v in zip(coef[:nf], feats):
             out += c * v
-        for b, code in zip(blocks, codes):
+        for b, code in zip(blocks[:2], codes[:2]):
             out += b[code]
         return out
 
@@ -1319,7 +1323,7 @@ def _bootstrap(num: np.ndarray, t: np.ndarray, wm: int, var_c: float, draws: int
 def enrolment_times(store: Store, f: Filters) -> np.ndarray:
     """Every member's first enrolment (after the filters) as sorted epoch seconds."""
     msql, params = _members_sql(f)
-    m = store.query(f"WITH m AS ({msql}) SELECT CAST(epoch(enrolled_at) AS BIGINT) AS t FROM m ORDER BY 1", params)
+    m = store.query(f"WITH m AS ({msql}) SELECT CAST(floor(epoch(enrolled_at)) AS BIGINT) AS t FROM m ORDER BY 1", params)
     return m["t"].to_numpy().astype(np.int64)
 
 
@@ -1700,7 +1704,9 @@ def referral_view(store: Store, f: Filters, *, start: date, end: date, margin_ra
     ``cells`` and ``referred``: the referral and referred parts of :func:`window_cells`
     for the same window, if already read."""
     if cells is None or referred is None:
-        _, cells, referred = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)
+        _, read_cells, read_referred = window_cells(store, f, start=start, end=end, margin_rate=margin_rate)
+        cells = read_cells if cells is None else cells
+        referred = read_referred if referred is None else referred
     rows = []
     for (m,), part in cells.group_by("m", maintain_order=True):
         n = int(part["n"].sum())
@@ -1830,7 +1836,8 @@ def loyalty_view(store: Store, f: Filters, *, as_of: date, value_per_point: floa
     """Everything the Loyalty page shows (:class:`LoyaltyView`), so a page makes one
     cached call. The period is ``[f.start, min(f.end, as_of)]``; stocks (outstanding
     points, liability, tiers) are at its end; the causal effect uses all history up to
-    ``as_of``; ROI is over the period."""
+    ``as_of``; ROI is over the period. ``sample_customers``: the causal estimate's
+    sample (:func:`load_anchors`), which the retention curves share."""
     end = min(f.end, as_of)
     start = min(f.start, end)
     # The causal branch (its orders read, then numpy) runs beside the SQL of the rest:

@@ -689,3 +689,39 @@ def test_curves_and_advocates_against_brute_force():
     assert ref.advocates["referred"].to_list() == adv["referred"].to_list()
     for col in ("referred_margin", "referred_revenue", "rewards"):
         assert ref.advocates[col].to_list() == pytest.approx(adv[col].to_list())
+
+
+def test_curves_fractions_of_a_second():
+    """An order in the last half-second of a month counts in that month, and one in
+    the last half-second of the end day is still inside (times are floored to the
+    second, never rounded up into the next month or past the end)."""
+    frames = shop_frames()
+    frames["orders"] = frames["orders"].with_columns(
+        pl.when(pl.col("order_id") == "O0").then(pl.lit(datetime(2024, 1, 31, 23, 59, 59, 700_000)))  # A's first
+        .when(pl.col("order_id") == "O4").then(pl.lit(datetime(2024, 3, 31, 23, 59, 59, 800_000)))  # B's last
+        .otherwise(pl.col("ordered_at")).alias("ordered_at"))
+    store = Store(":memory:")
+    store.load_frames(frames, kind="test")
+    try:
+        curves = L.naive_curves(store, Q1, as_of=date(2024, 3, 31))
+    finally:
+        store.close()
+    # A (redeeming) first bought in January and again in February and March.
+    red = curves.filter(pl.col("group") == "redeeming")
+    assert red.select("k", "customers", "active").rows() == [(0, 1, 1), (1, 1, 1), (2, 1, 1)]
+    # B (not redeeming by 31 Mar): February, then the order at 23:59:59.8 on 31 March.
+    non = curves.filter(pl.col("group") == "non_redeeming")
+    assert non.select("k", "customers", "active").rows() == [(0, 1, 1), (1, 1, 1)]
+
+
+def test_breakage_sample_counts_members_with_events_by_the_end(shop):
+    """The breakage sample is drawn among the members with events up to its date: on
+    31 March two members (A, B) have events (E's first is in April), so a cap of two
+    reads them all, whether the count is passed in or not."""
+    b = L.breakage(shop, YEAR, as_of=date(2024, 3, 31), value_per_point=100, sample_customers=2)
+    assert b.sample_share == 1.0 and b.earned == 100 + 50 + 30 + 40 + 5  # B's +5 adjustment is a source too
+    pts = L.points_summary(shop, YEAR, start=date(2024, 1, 1), end=date(2024, 3, 31), value_per_point=100)
+    assert pts.members_with_events == 2
+    same = L.breakage(shop, YEAR, as_of=date(2024, 3, 31), value_per_point=100, sample_customers=2,
+                      outstanding=pts.outstanding, members=pts.members_with_events)
+    assert same.earned == b.earned and same.sample_share == 1.0
