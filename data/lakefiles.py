@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
-from data.store import EXTRA_DDL, TABLES, Store
+from data.store import Store
 
 MANIFEST = "_manifest.json"
 VERSIONS = "_v"
@@ -95,11 +95,11 @@ class ParquetLake:
         self.path = f"parquet:{self.root}"
 
     # -- where each table is --------------------------------------------------------
-    def manifest(self) -> dict[str, str]:
-        """table -> folder relative to the root (the manifest, else ``<table>``)."""
-        try:
-            text = (self.root / MANIFEST).read_text()
-        except FileNotFoundError:
+    def manifest(self, token: str | None = None) -> dict[str, str]:
+        """table -> folder relative to the root (the manifest, else ``<table>``);
+        ``token``: :meth:`version_token`, when the caller has read it already."""
+        text = self.version_token() if token is None else token
+        if not text:
             return {}
         return {k: v for k, v in json.loads(text)["tables"].items() if _NAME.match(k) and _FOLDER.match(v)}
 
@@ -110,12 +110,18 @@ class ParquetLake:
         d = self.root / rel
         return d if d.is_dir() and any(d.glob("**/*.parquet")) else None
 
-    def tables(self) -> list[str]:
-        """Every table at the location (canonical, extra and undo copies)."""
+    def folders(self) -> dict[str, Path]:
+        """Every table at the location (canonical, extra and undo copies) -> the folder
+        holding its Parquet files, from one reading of the manifest."""
         manifest = self.manifest()
         names = set(manifest)
         names |= {p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name)} if self.root.is_dir() else set()
-        return sorted(n for n in names if self.table_dir(n, manifest) is not None)
+        dirs = {n: self.table_dir(n, manifest) for n in sorted(names)}
+        return {n: d for n, d in dirs.items() if d is not None}
+
+    def tables(self) -> list[str]:
+        """Every table at the location (canonical, extra and undo copies)."""
+        return list(self.folders())
 
     def _kept(self) -> dict[str, float]:
         """Superseded folders still kept for readers: folder -> when superseded."""
@@ -133,14 +139,11 @@ class ParquetLake:
     # -- reading ------------------------------------------------------------------------
     def _reader(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
-        manifest = self.manifest()
-        for name in (*TABLES, *EXTRA_DDL, *self.tables()):
-            d = self.table_dir(name, manifest)
-            if d is not None:
-                # a view cannot take a parameter: the path is the location's (configured,
-                # quote-checked) and an allowlisted table name
-                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM '
-                            f"read_parquet('{_quote(d / '**' / '*.parquet')}')")
+        for name, d in self.folders().items():
+            # a view cannot take a parameter: the path is the location's (configured,
+            # quote-checked) and a table name the location's pattern allows
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM '
+                        f"read_parquet('{_quote(d / '**' / '*.parquet')}')")
         return con
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
@@ -241,9 +244,9 @@ class ParquetLake:
             cur.execute("SET temp_directory = $d", {"d": str(scratch_dir() / f"lake-{uuid.uuid4().hex[:8]}.tmp")})
             cur.execute("SET memory_limit = $m", {"m": memory_limit()})
             schema = {r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-            manifest = self.manifest()
-            for name in (tables or self.tables()):
-                d = self.table_dir(name, manifest)
+            folders = self.folders()
+            for name in (tables or folders):
+                d = folders.get(name)
                 if d is None or not _NAME.match(name):
                     continue
                 files = str(d / "**" / "*.parquet")

@@ -180,8 +180,9 @@ class SparkStore:
         return h.hexdigest()[:16]
 
     def _lake_version(self) -> str:
-        h = hashlib.sha256(self.lake.version_token().encode())
-        manifest = self.lake.manifest()  # read once: this runs on every page run
+        token = self.lake.version_token()  # read once: this runs on every page run
+        h = hashlib.sha256(token.encode())
+        manifest = self.lake.manifest(token)
         for name in (*TABLES, *EXTRA_TABLES):
             d = self.lake.table_dir(name, manifest)
             for path in sorted(d.glob("**/*.parquet")) if d else ():

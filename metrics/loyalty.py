@@ -143,6 +143,15 @@ def _events_sql(f: Filters) -> tuple[str, dict[str, Any]]:
             f"FROM loyalty_events WHERE {cond}"), params
 
 
+# Customers with a redemption before the instant $e (any filters apply where it is joined).
+_REDEEMERS_SQL = "SELECT DISTINCT customer_key FROM loyalty_events WHERE lower(kind) = 'redeem' AND occurred_at < $e"
+
+
+def _months(epoch_s: np.ndarray) -> np.ndarray:
+    """Calendar months since January 1970 of epoch seconds."""
+    return epoch_s.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
+
+
 def _all_customers(f: Filters) -> Filters:
     """The filters without the loyalty filter (comparisons need both groups)."""
     return replace(f, loyalty="all")
@@ -180,7 +189,7 @@ def customer_summary(store: Store, f: Filters, *, start: date, end: date,
     msql, mparams = _members_sql(g)
     return store.query(
         f"WITH o AS ({base}), m AS ({msql}), "
-        "r AS (SELECT DISTINCT customer_key FROM loyalty_events WHERE lower(kind) = 'redeem' AND occurred_at < $e), "
+        f"r AS ({_REDEEMERS_SQL}), "
         f"rf AS ({_referred_sql()}), "
         "c AS (SELECT customer_key, min(ordered_at) AS first_at, max(ordered_at) AS last_at, count(*) AS orders, "
         "  sum(margin) AS margin, count(*) FILTER (WHERE ordered_at >= $s) AS w_orders, "
@@ -217,7 +226,7 @@ def window_cells(store: Store, f: Filters, *, start: date, end: date,
     loyal = {"member": "enrolled_at IS NOT NULL", "non_member": "enrolled_at IS NULL"}.get(f.loyalty, "TRUE")
     raw = store.query(
         f"WITH o AS ({base}), m AS ({msql}), "
-        "r AS (SELECT DISTINCT customer_key FROM loyalty_events WHERE lower(kind) = 'redeem' AND occurred_at < $e), "
+        f"r AS ({_REDEEMERS_SQL}), "
         f"rf AS ({_referred_sql()}), "
         "rr AS (SELECT referred_key AS customer_key FROM referrals WHERE referred_at >= $s AND referred_at < $e), "
         # Only the customers a part reads (an order in the window, which every customer
@@ -872,12 +881,10 @@ def naive_curves(store: Store, f: Filters, *, as_of: date, months: int = 12,
                                sample_customers=SAMPLE_CUSTOMERS if sample_customers is None else sample_customers)
     e = _end_instant(as_of)
     e_s = _epoch(e)
-    redeemers = store.query(
-        "SELECT DISTINCT customer_key AS k FROM loyalty_events WHERE lower(kind) = 'redeem' AND occurred_at < $e",
-        {"e": e})["k"].to_numpy().astype(np.int64)
+    redeemers = store.query(_REDEEMERS_SQL, {"e": e})["customer_key"].to_numpy().astype(np.int64)
     keep = anchors.t < e_s
     key, t = anchors.key[keep], anchors.t[keep]  # sorted by customer and time
-    mo = t.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)  # months since January 1970
+    mo = _months(t)
     now = month_index(as_of) - month_index(date(1970, 1, 1))
     first = _firsts(key)
     cust = np.cumsum(first) - 1  # each order's customer, 0..
@@ -1108,7 +1115,7 @@ def estimate_did(a: Anchors, *, window_months: int = 6, draws: int = DRAWS, seed
     res.eligible = int(mk.size)
     if mk.size == 0:
         return res
-    month = lambda x: ((x + base).astype("datetime64[s]").astype("datetime64[M]").astype(np.int64))  # noqa: E731
+    month = lambda x: _months(x + base)  # noqa: E731
     m_month = month(me)
     # Comparison anchors: every order of a customer not enrolled at that instant.
     rows = np.flatnonzero((tt < enr[kk]) & (tt + W <= end_t) & (tt - W >= data_start))
